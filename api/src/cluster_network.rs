@@ -1,0 +1,520 @@
+//! ClusterNetwork: the platform team's one object.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, IssuerRef, LabelSelector, NamespacedName, Tier};
+
+/// How this cluster exposes workloads and what it forbids: load-balancer pools, ingress
+/// tiers, the default TLS issuer, DNS zones, host ownership, Multus secondary networks and
+/// the zero-trust baseline. ExposedApps refer to it by name (`spec.network`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "gatehouse.dev",
+    version = "v1alpha1",
+    kind = "ClusterNetwork",
+    doc = "ClusterNetwork: how this cluster exposes workloads (load-balancer pools, ingress tiers, TLS, DNS, Multus networks) and its zero-trust baseline. Cluster-scoped; ExposedApps refer to it by name.",
+    shortname = "cnet",
+    category = "gatehouse",
+    status = "ClusterNetworkStatus",
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".spec.loadBalancer.provider"}"#,
+    printcolumn = r#"{"name":"Apps","type":"integer","jsonPath":".status.exposedApps"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.ipFamilies.size() < 2 || self.ipFamilies[0] != self.ipFamilies[1]", "message": "spec.ipFamilies: the two families must be distinct", "fieldPath": ".ipFamilies"}
+]))]
+pub struct ClusterNetworkSpec {
+    /// IP families of every generated Service and DNS record, in order of preference:
+    /// `[IPv4]` (default), `[IPv6]`, `[IPv4, IPv6]` or `[IPv6, IPv4]`. Two families make every
+    /// Service `RequireDualStack`, open ipBlocks for both families and publish A and AAAA records.
+    #[serde(default = "default_ip_families")]
+    #[schemars(length(min = 1, max = 2))]
+    pub ip_families: Vec<IpFamily>,
+    /// The load-balancer implementation and its address pools.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// Ingress tiers: `external` (internet-facing) and `internal` (LAN/intranet). Both optional.
+    #[serde(default)]
+    pub ingress: IngressTiers,
+    /// Default TLS settings for every route with `tls: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NetworkTls>,
+    /// Authentication back ends for routes with `auth: OAuth2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// DNS zones per tier and the default record TTL.
+    #[serde(default)]
+    pub dns: NetworkDns,
+    /// Host ownership: when set, an ExposedApp may only use hosts under a suffix listed for its
+    /// namespace. Across namespaces a host belongs to the first app that claimed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub domains: Vec<DomainClaim>,
+    /// Multus secondary networks. A NetworkAttachmentDefinition with each name is created in
+    /// every namespace whose ExposedApps use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(a, self.filter(b, b.name == a.name).size() == 1)", "message": "attachment names must be unique"}
+    ]))]
+    pub attachments: Vec<Attachment>,
+    /// Network policy engine and the zero-trust baseline.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum IpFamily {
+    IPv4,
+    IPv6,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::IPv4 => "IPv4",
+            IpFamily::IPv6 => "IPv6",
+        }
+    }
+}
+
+fn default_ip_families() -> Vec<IpFamily> {
+    vec![IpFamily::IPv4]
+}
+
+/// Load-balancer provider and pools.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.pools.all(p, self.pools.filter(q, q.name == p.name).size() == 1)", "message": "pool names must be unique", "fieldPath": ".pools"}
+]))]
+pub struct LoadBalancer {
+    /// `MetalLB`, `Cilium`, `Hetzner` or `None` (default): chooses which pool objects and
+    /// Service annotations are generated. `None` leaves LoadBalancer Services to the cloud.
+    #[serde(default)]
+    pub provider: LbProvider,
+    /// Namespace of namespaced pool objects (MetalLB: default `metallb-system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_label_name")]
+    pub namespace: Option<String>,
+    /// Address pools. By convention `external` and `internal` serve the two tiers.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub pools: Vec<Pool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LbProvider {
+    MetalLB,
+    Cilium,
+    Hetzner,
+    #[default]
+    None,
+}
+
+/// One pool of load-balancer addresses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pool {
+    /// Pool name (DNS-1123 label); also the name of the generated pool objects.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub name: String,
+    /// CIDRs (`192.168.0.3/32`, `2001:db8::/120`) or inclusive ranges (`10.0.0.10-10.0.0.20`), v4 and/or v6.
+    #[schemars(schema_with = "crate::schema::pool_address_list")]
+    pub addresses: Vec<String>,
+    /// How addresses are announced: `L2` (ARP/NDP, default) or `BGP`.
+    #[serde(default)]
+    pub advertisement: Advertisement,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Advertisement {
+    #[default]
+    L2,
+    BGP,
+}
+
+/// The two optional ingress tiers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTiers {
+    /// The internet-facing tier (routes with exposure `External` or `Both`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<IngressTier>,
+    /// The internal tier (routes with exposure `Internal` or `Both`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<IngressTier>,
+}
+
+impl IngressTiers {
+    pub fn get(&self, tier: Tier) -> Option<&IngressTier> {
+        match tier {
+            Tier::External => self.external.as_ref(),
+            Tier::Internal => self.internal.as_ref(),
+        }
+    }
+}
+
+/// One ingress tier: which ingress controller serves it and where its traffic arrives.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"}
+]))]
+pub struct IngressTier {
+    /// IngressClass name of the tier's controller, e.g. `nginx-external`.
+    #[schemars(length(min = 1, max = 253))]
+    pub class_name: String,
+    /// `Nginx` (default) or `Traefik`: decides how redirect and auth are expressed
+    /// (annotations or Traefik Middlewares).
+    #[serde(default)]
+    pub controller: IngressController,
+    /// Namespace of the controller pods (NetworkPolicies open app ports to them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_label_name")]
+    pub namespace: Option<String>,
+    /// Labels of the controller pods; with `namespace` it makes the ingress peer of app policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    /// Static IPs that DNS records of this tier point to (v4 and/or v6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::ip_list")]
+    pub addresses: Vec<String>,
+    /// The controller's LoadBalancer Service, whose status supplies the tier's addresses
+    /// (instead of `addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<NamespacedName>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum IngressController {
+    #[default]
+    Nginx,
+    Traefik,
+}
+
+/// Network-wide TLS defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkTls {
+    /// cert-manager issuer used for every app that does not name its own.
+    pub issuer_ref: IssuerRef,
+}
+
+/// Authentication back ends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    /// OAuth2 Proxy used by routes with `auth: OAuth2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2_proxy: Option<OAuth2Proxy>,
+}
+
+/// An OAuth2 Proxy deployment reachable by the ingress controllers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Proxy {
+    /// Base URL, e.g. `https://auth.example.com`; `/oauth2/auth` and `/oauth2/start` are appended.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^\s/]+(/[^\s]*)?$")
+    )]
+    pub url: String,
+}
+
+/// DNS zones per tier and the default TTL.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkDns {
+    /// Default record TTL in seconds (default 300).
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub ttl: i64,
+    /// Zone of the external tier; hosts of external routes must lie inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<DnsZone>,
+    /// Zone of the internal tier; hosts of internal routes must lie inside it. May equal the
+    /// external zone (split-horizon DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<DnsZone>,
+}
+
+impl Default for NetworkDns {
+    fn default() -> Self {
+        NetworkDns {
+            ttl: default_ttl(),
+            external: None,
+            internal: None,
+        }
+    }
+}
+
+impl NetworkDns {
+    pub fn zone(&self, tier: Tier) -> Option<&str> {
+        match tier {
+            Tier::External => self.external.as_ref(),
+            Tier::Internal => self.internal.as_ref(),
+        }
+        .map(|z| z.zone.as_str())
+    }
+}
+
+fn default_ttl() -> i64 {
+    300
+}
+
+/// One DNS zone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsZone {
+    /// Zone apex, e.g. `example.com`.
+    #[schemars(schema_with = "crate::schema::host")]
+    pub zone: String,
+}
+
+/// Which namespaces may claim hosts under a suffix.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainClaim {
+    /// DNS suffix, e.g. `team-a.example.com`: the name itself and every name under it.
+    #[schemars(schema_with = "crate::schema::host")]
+    pub suffix: String,
+    /// Namespaces whose ExposedApps may use hosts under `suffix`.
+    #[schemars(schema_with = "crate::schema::namespace_list")]
+    pub namespaces: Vec<String>,
+}
+
+/// A Multus secondary network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.type != 'ipvlan' || !has(self.mode) || self.mode in ['l2', 'l3', 'l3s']", "message": "ipvlan mode must be l2, l3 or l3s", "fieldPath": ".mode"},
+    {"rule": "self.type != 'macvlan' || !has(self.mode) || self.mode in ['bridge', 'private', 'vepa', 'passthru']", "message": "macvlan mode must be bridge, private, vepa or passthru", "fieldPath": ".mode"}
+]))]
+pub struct Attachment {
+    /// Name of the NetworkAttachmentDefinition created in each namespace that uses it.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub name: String,
+    /// CNI plugin: `macvlan` (default), `ipvlan` or `bridge`.
+    #[serde(default, rename = "type")]
+    pub kind: AttachmentType,
+    /// Host interface the secondary network sits on (macvlan/ipvlan master, or the bridge name).
+    #[schemars(length(min = 1, max = 15))]
+    pub master: String,
+    /// Plugin mode: macvlan `bridge` (default), `private`, `vepa`, `passthru`; ipvlan `l2`
+    /// (default), `l3`, `l3s`. Ignored for `bridge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AttachmentMode>,
+    /// IP address management of the secondary interface.
+    #[serde(default)]
+    pub ipam: Ipam,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentType {
+    #[default]
+    Macvlan,
+    Ipvlan,
+    Bridge,
+}
+
+impl AttachmentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentType::Macvlan => "macvlan",
+            AttachmentType::Ipvlan => "ipvlan",
+            AttachmentType::Bridge => "bridge",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentMode {
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+    L2,
+    L3,
+    L3s,
+}
+
+impl AttachmentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentMode::Bridge => "bridge",
+            AttachmentMode::Private => "private",
+            AttachmentMode::Vepa => "vepa",
+            AttachmentMode::Passthru => "passthru",
+            AttachmentMode::L2 => "l2",
+            AttachmentMode::L3 => "l3",
+            AttachmentMode::L3s => "l3s",
+        }
+    }
+}
+
+/// IPAM of a secondary network.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipam {
+    /// `host-local` (default), `static` (addresses come from each app's `attachments[].ips`)
+    /// or `whereabouts` (cluster-wide allocation).
+    #[serde(default, rename = "type")]
+    pub kind: IpamType,
+    /// Address ranges; static app addresses must fall inside one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub ranges: Vec<IpRange>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum IpamType {
+    #[default]
+    #[serde(rename = "host-local")]
+    HostLocal,
+    #[serde(rename = "static")]
+    Static,
+    #[serde(rename = "whereabouts")]
+    Whereabouts,
+}
+
+impl IpamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpamType::HostLocal => "host-local",
+            IpamType::Static => "static",
+            IpamType::Whereabouts => "whereabouts",
+        }
+    }
+}
+
+/// One IPAM range.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpRange {
+    /// The subnet, e.g. `192.168.29.0/24` or `2001:db8:29::/64`.
+    #[schemars(schema_with = "crate::schema::cidr")]
+    pub subnet: String,
+    /// First address handed out (default: start of the subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::ip")]
+    pub range_start: Option<String>,
+    /// Last address handed out (default: end of the subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::ip")]
+    pub range_end: Option<String>,
+    /// Default gateway on this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::ip")]
+    pub gateway: Option<String>,
+}
+
+/// Policy engine and zero-trust baseline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// `Kubernetes` (default: standard NetworkPolicy only) or `Cilium` (adds
+    /// CiliumNetworkPolicy for what NetworkPolicy cannot say, such as FQDNs).
+    #[serde(default)]
+    pub engine: PolicyEngine,
+    /// Where the cluster DNS runs; default-deny and egress policies open port 53 to it.
+    #[serde(default)]
+    pub cluster_dns: ClusterDns,
+    /// Zero-trust baseline: NetworkPolicy `gatehouse-default-deny` in each selected namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_deny: Option<DefaultDeny>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PolicyEngine {
+    #[default]
+    Kubernetes,
+    Cilium,
+}
+
+/// The cluster DNS pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDns {
+    /// Namespace of the cluster DNS pods (default `kube-system`).
+    #[serde(default = "default_dns_namespace")]
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub namespace: String,
+    /// Labels of the cluster DNS pods (default `k8s-app: kube-dns`).
+    #[serde(default = "default_dns_selector")]
+    pub pod_selector: LabelSelector,
+}
+
+impl Default for ClusterDns {
+    fn default() -> Self {
+        ClusterDns {
+            namespace: default_dns_namespace(),
+            pod_selector: default_dns_selector(),
+        }
+    }
+}
+
+fn default_dns_namespace() -> String {
+    "kube-system".into()
+}
+fn default_dns_selector() -> LabelSelector {
+    LabelSelector {
+        match_labels: Some([("k8s-app".to_string(), "kube-dns".to_string())].into()),
+        match_expressions: None,
+    }
+}
+
+/// Default deny in selected namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultDeny {
+    /// Namespaces that get the baseline. Standard LabelSelector; `{}` selects every namespace.
+    pub namespace_selector: LabelSelector,
+    /// Deny all ingress not allowed by another policy (default true).
+    #[serde(default = "yes")]
+    pub ingress: bool,
+    /// Deny all egress not allowed by another policy (default true).
+    #[serde(default = "yes")]
+    pub egress: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Observed state of a ClusterNetwork.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNetworkStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Per pool: address count and how many are allocated to Services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolStatus>,
+    /// Number of ExposedApps that use this network.
+    #[serde(default)]
+    pub exposed_apps: i64,
+}
+
+/// Usage of one pool.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Pool name.
+    pub name: String,
+    /// Number of addresses in the pool (saturates at 2^63-1 for large IPv6 pools).
+    pub size: i64,
+    /// Addresses currently assigned to LoadBalancer Services of Gatehouse apps.
+    pub allocated: i64,
+}

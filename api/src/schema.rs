@@ -1,0 +1,143 @@
+//! Schema fragments for validated strings and lists, shared by the three kinds.
+//!
+//! Formats the OpenAPI `format` keyword cannot express for both IP families are checked with
+//! the API server's CEL IP/CIDR library (`isIP`, `isCIDR`), which is exact, instead of long
+//! regular expressions. Every list and string has a bound so CEL cost estimates stay within
+//! the API server's budget.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// DNS-1123 subdomain with an optional leading `*.` wildcard label, lowercase.
+pub const HOST_PATTERN: &str =
+    r"^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+/// DNS-1123 label (names of pools, attachments, ClusterNetworks references).
+pub const LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+/// IANA service name, as Kubernetes requires for named ports.
+pub const PORT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A unicast MAC address, colon separated.
+pub const MAC_PATTERN: &str = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$";
+
+pub const MAX_LIST: u32 = 64;
+pub const MAX_HOSTS: u32 = 32;
+
+pub fn host(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "maxLength": 253, "pattern": HOST_PATTERN})
+}
+
+/// A list of DNS names, each DNS-1123 with an optional `*.` wildcard, no duplicates.
+pub fn host_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": MAX_HOSTS,
+        "items": {"type": "string", "maxLength": 253, "pattern": HOST_PATTERN},
+        "x-kubernetes-validations": [
+            {"rule": "self.all(h, self.filter(x, x == h).size() == 1)", "message": "hosts must be unique"}
+        ]
+    })
+}
+
+/// Same as [`host_list`] but with at least one entry (a route must have a host).
+pub fn host_list_required(g: &mut SchemaGenerator) -> Schema {
+    let mut s = host_list(g);
+    s.insert("minItems".into(), 1.into());
+    s
+}
+
+pub fn label_name(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": LABEL_PATTERN})
+}
+
+pub fn optional_label_name(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "minLength": 1, "maxLength": 63, "pattern": LABEL_PATTERN})
+}
+
+pub fn port_name(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "minLength": 1, "maxLength": 15, "pattern": PORT_NAME_PATTERN})
+}
+
+pub fn port_number(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535})
+}
+
+/// One IP address, v4 or v6, without a prefix.
+pub fn ip(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string", "maxLength": 45,
+        "x-kubernetes-validations": [{"rule": "isIP(self)", "message": "must be an IPv4 or IPv6 address"}]
+    })
+}
+
+/// A list of IP addresses (v4 and/or v6), no prefix.
+pub fn ip_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array", "maxItems": 16,
+        "items": {
+            "type": "string", "maxLength": 45,
+            "x-kubernetes-validations": [{"rule": "isIP(self)", "message": "must be an IPv4 or IPv6 address"}]
+        }
+    })
+}
+
+/// One CIDR, v4 or v6.
+pub fn cidr(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string", "maxLength": 49,
+        "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32"}]
+    })
+}
+
+/// A list of CIDRs, v4 and/or v6.
+pub fn cidr_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array", "maxItems": 16,
+        "items": {
+            "type": "string", "maxLength": 49,
+            "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32"}]
+        }
+    })
+}
+
+/// Addresses with a prefix length (`192.168.31.13/24`), as Multus static IPs are written.
+pub fn ip_with_prefix_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array", "maxItems": 8,
+        "items": {
+            "type": "string", "maxLength": 49,
+            "x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "must be an address with prefix length such as 192.168.31.13/24 or 2001:db8::13/64"}]
+        }
+    })
+}
+
+/// Pool address entries: a CIDR or an inclusive `first-last` range of one family.
+pub fn pool_address_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array", "minItems": 1, "maxItems": 16,
+        "items": {
+            "type": "string", "maxLength": 100,
+            "x-kubernetes-validations": [{
+                "rule": "isCIDR(self) || (self.split('-').size() == 2 && isIP(self.split('-')[0]) && isIP(self.split('-')[1]) && ip(self.split('-')[0]).family() == ip(self.split('-')[1]).family())",
+                "message": "must be a CIDR (192.168.0.0/24, 2001:db8::/120) or a range first-last of one family (192.168.0.10-192.168.0.20)"
+            }]
+        }
+    })
+}
+
+pub fn mac(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "pattern": MAC_PATTERN, "maxLength": 17})
+}
+
+/// Namespace names (DNS-1123 labels).
+pub fn namespace_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array", "minItems": 1, "maxItems": MAX_LIST,
+        "items": {"type": "string", "maxLength": 63, "pattern": LABEL_PATTERN}
+    })
+}
+
+/// A plain, non-empty label map (it becomes a Service selector).
+pub fn selector_map(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object", "minProperties": 1, "maxProperties": 16,
+        "additionalProperties": {"type": "string", "maxLength": 63}
+    })
+}

@@ -1,0 +1,212 @@
+//! Reading Gatehouse inputs from YAML/JSON files, directories or stdin for `gatehouse render`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::render::Context;
+
+/// Where an object came from, for error messages: `file: Kind namespace/name`.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}", self.file, self.kind, self.name)
+    }
+}
+
+/// Everything read from the inputs.
+#[derive(Default)]
+pub struct Inputs {
+    pub ctx: Context,
+    pub networks: Vec<(Origin, ClusterNetwork)>,
+    pub apps: Vec<(Origin, ExposedApp)>,
+    pub policies: Vec<(Origin, EgressPolicy)>,
+}
+
+/// Expands `-f` arguments: files as given, directories recursively (`.yaml`, `.yml`,
+/// `.json`, sorted), `-` for stdin.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(p.clone());
+        } else if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            let mut found = Vec::new();
+            while let Some(dir) = stack.pop() {
+                let entries =
+                    std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                for entry in entries {
+                    let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if matches!(
+                        path.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    ) {
+                        found.push(path);
+                    }
+                }
+            }
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("-: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Reads every document; errors name the file, the document and what is wrong.
+pub fn load(paths: &[PathBuf]) -> Result<Inputs, Vec<String>> {
+    let files = expand(paths).map_err(|e| vec![e])?;
+    let mut inputs = Inputs::default();
+    let mut errors = Vec::new();
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    for path in files {
+        let file = if path.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
+        let text = match read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for (index, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+            let value = match Value::deserialize_from(doc) {
+                Ok(Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(format!(
+                        "{file}: document {}: not valid YAML: {e}",
+                        index + 1
+                    ));
+                    continue;
+                }
+            };
+            if let Err(e) = add(&mut inputs, &mut seen, &file, index + 1, value) {
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(errors)
+    }
+}
+
+trait DeserializeFrom: Sized {
+    fn deserialize_from(doc: serde_yaml::Deserializer) -> Result<Self, serde_yaml::Error>;
+}
+impl DeserializeFrom for Value {
+    fn deserialize_from(doc: serde_yaml::Deserializer) -> Result<Self, serde_yaml::Error> {
+        serde::Deserialize::deserialize(doc)
+    }
+}
+
+fn add(
+    inputs: &mut Inputs,
+    seen: &mut BTreeMap<(String, String), String>,
+    file: &str,
+    index: usize,
+    mut value: Value,
+) -> Result<(), String> {
+    let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
+    let kind = value["kind"].as_str().unwrap_or_default().to_string();
+    let name = value["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let at = format!("{file}: document {index}");
+    if name.is_empty() {
+        return Err(format!("{at}: {kind} has no metadata.name"));
+    }
+    let namespaced = matches!(kind.as_str(), "ExposedApp" | "EgressPolicy" | "Service");
+    if namespaced && value["metadata"]["namespace"].as_str().is_none() {
+        // As kubectl does without -n.
+        value["metadata"]["namespace"] = Value::String("default".into());
+    }
+    let display = match value["metadata"]["namespace"].as_str() {
+        Some(ns) if namespaced => format!("{ns}/{name}"),
+        _ => name.clone(),
+    };
+    let origin = Origin {
+        file: file.to_string(),
+        kind: kind.clone(),
+        name: display.clone(),
+    };
+    let expected = match kind.as_str() {
+        "ClusterNetwork" | "ExposedApp" | "EgressPolicy" => gatehouse_api::API_VERSION,
+        "Namespace" | "Service" => "v1",
+        other => {
+            return Err(format!(
+                "{at}: kind {other:?} ({api_version}) is not an input of gatehouse render (ClusterNetwork, ExposedApp, EgressPolicy, Namespace, Service)"
+            ));
+        }
+    };
+    if api_version != expected {
+        return Err(format!(
+            "{at}: {kind} {display}: apiVersion {api_version:?} is not {expected:?}"
+        ));
+    }
+    if let Some(previous) = seen.insert((kind.clone(), display.clone()), file.to_string()) {
+        return Err(format!(
+            "{at}: {kind} {display} is also defined in {previous}"
+        ));
+    }
+    let what = format!("{origin}");
+    match kind.as_str() {
+        "ClusterNetwork" => {
+            let n: ClusterNetwork = parse(value, &what)?;
+            inputs.ctx.add_network(n.clone());
+            inputs.networks.push((origin, n));
+        }
+        "ExposedApp" => {
+            let a: ExposedApp = parse(value, &what)?;
+            inputs.ctx.add_app(a.clone());
+            inputs.apps.push((origin, a));
+        }
+        "EgressPolicy" => {
+            let p: EgressPolicy = parse(value, &what)?;
+            inputs.policies.push((origin, p));
+        }
+        "Namespace" => inputs.ctx.add_namespace(parse::<Namespace>(value, &what)?),
+        "Service" => inputs.ctx.add_service(parse::<Service>(value, &what)?),
+        _ => unreachable!("kinds filtered above"),
+    }
+    Ok(())
+}

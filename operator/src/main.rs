@@ -1,0 +1,5 @@
+use gatehouse_operator::cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,117 @@
+//! NetworkAttachmentDefinitions (k8s.cni.cncf.io/v1): one per attachment per namespace whose
+//! ExposedApps use it, owned by the ClusterNetwork. The CNI config is a JSON string.
+
+use std::collections::BTreeSet;
+
+use gatehouse_api::{Attachment, AttachmentMode, AttachmentType, ClusterNetwork, IpamType};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::child::{Child, ChildKind, Owner};
+use super::context::Context;
+
+/// The CNI configuration of an attachment, as Multus reads it.
+pub fn cni_config(a: &Attachment) -> Value {
+    let mut config = json!({"cniVersion": "0.4.0", "type": a.kind.as_str()});
+    match a.kind {
+        AttachmentType::Macvlan | AttachmentType::Ipvlan => {
+            config["master"] = json!(a.master);
+            let mode = a.mode.unwrap_or(match a.kind {
+                AttachmentType::Ipvlan => AttachmentMode::L2,
+                _ => AttachmentMode::Bridge,
+            });
+            config["mode"] = json!(mode.as_str());
+        }
+        AttachmentType::Bridge => {
+            config["bridge"] = json!(a.master);
+        }
+    }
+    let ranges = &a.ipam.ranges;
+    config["ipam"] = match a.ipam.kind {
+        IpamType::HostLocal => {
+            // One range set per range, so a v4 and a v6 range give a dual-stack interface.
+            let sets: Vec<Value> = ranges
+                .iter()
+                .map(|r| json!([range_json(r, "rangeStart", "rangeEnd")]))
+                .collect();
+            json!({"type": "host-local", "ranges": sets})
+        }
+        IpamType::Static => json!({"type": "static"}),
+        IpamType::Whereabouts => {
+            let ip_ranges: Vec<Value> = ranges
+                .iter()
+                .map(|r| {
+                    let mut v = json!({"range": r.subnet});
+                    if let Some(s) = &r.range_start {
+                        v["range_start"] = json!(s);
+                    }
+                    if let Some(e) = &r.range_end {
+                        v["range_end"] = json!(e);
+                    }
+                    v
+                })
+                .collect();
+            json!({"type": "whereabouts", "ipRanges": ip_ranges})
+        }
+    };
+    // Capabilities let the pod annotation's `ips` and `mac` reach the plugins.
+    let mut caps = serde_json::Map::new();
+    if a.ipam.kind == IpamType::Static {
+        caps.insert("ips".into(), json!(true));
+    }
+    if a.kind == AttachmentType::Macvlan {
+        caps.insert("mac".into(), json!(true));
+    }
+    if !caps.is_empty() {
+        config["capabilities"] = Value::Object(caps);
+    }
+    config
+}
+
+fn range_json(r: &gatehouse_api::IpRange, start: &str, end: &str) -> Value {
+    let mut v = json!({"subnet": r.subnet});
+    if let Some(s) = &r.range_start {
+        v[start] = json!(s);
+    }
+    if let Some(e) = &r.range_end {
+        v[end] = json!(e);
+    }
+    if let Some(g) = &r.gateway {
+        v["gateway"] = json!(g);
+    }
+    v
+}
+
+pub fn attachments(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> Vec<Child> {
+    let name = network.name_any();
+    // (namespace, attachment) pairs in use by apps of this network.
+    let used: BTreeSet<(String, String)> = ctx
+        .apps
+        .iter()
+        .filter(|(_, app)| app.spec.network == name)
+        .flat_map(|((ns, _), app)| {
+            app.spec
+                .attachments
+                .iter()
+                .map(move |a| (ns.clone(), a.network.clone()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (ns, attachment) in used {
+        let Some(def) = network
+            .spec
+            .attachments
+            .iter()
+            .find(|a| a.name == attachment)
+        else {
+            continue;
+        };
+        let config = serde_json::to_string(&cni_config(def)).unwrap_or_default();
+        out.push(Child::new(
+            ChildKind::NetworkAttachmentDefinition,
+            owner.meta(attachment, Some(&ns)),
+            json!({"spec": {"config": config}}),
+        ));
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! The uniform shape of a rendered child and the metadata every child carries.
+
+use std::collections::BTreeMap;
+
+use gatehouse_api::labels;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+/// Every kind of object Gatehouse creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChildKind {
+    // Order here is the output order of `gatehouse render`.
+    IpAddressPool,
+    L2Advertisement,
+    BgpAdvertisement,
+    CiliumLoadBalancerIpPool,
+    NetworkAttachmentDefinition,
+    Service,
+    Middleware,
+    Ingress,
+    Certificate,
+    NetworkPolicy,
+    CiliumNetworkPolicy,
+    DnsEndpoint,
+}
+
+impl ChildKind {
+    pub const ALL: [ChildKind; 12] = [
+        ChildKind::IpAddressPool,
+        ChildKind::L2Advertisement,
+        ChildKind::BgpAdvertisement,
+        ChildKind::CiliumLoadBalancerIpPool,
+        ChildKind::NetworkAttachmentDefinition,
+        ChildKind::Service,
+        ChildKind::Middleware,
+        ChildKind::Ingress,
+        ChildKind::Certificate,
+        ChildKind::NetworkPolicy,
+        ChildKind::CiliumNetworkPolicy,
+        ChildKind::DnsEndpoint,
+    ];
+
+    /// (group, version, kind, plural, namespaced)
+    pub fn gvk(self) -> (&'static str, &'static str, &'static str, &'static str, bool) {
+        match self {
+            ChildKind::IpAddressPool => (
+                "metallb.io",
+                "v1beta1",
+                "IPAddressPool",
+                "ipaddresspools",
+                true,
+            ),
+            ChildKind::L2Advertisement => (
+                "metallb.io",
+                "v1beta1",
+                "L2Advertisement",
+                "l2advertisements",
+                true,
+            ),
+            ChildKind::BgpAdvertisement => (
+                "metallb.io",
+                "v1beta1",
+                "BGPAdvertisement",
+                "bgpadvertisements",
+                true,
+            ),
+            ChildKind::CiliumLoadBalancerIpPool => (
+                "cilium.io",
+                "v2",
+                "CiliumLoadBalancerIPPool",
+                "ciliumloadbalancerippools",
+                false,
+            ),
+            ChildKind::NetworkAttachmentDefinition => (
+                "k8s.cni.cncf.io",
+                "v1",
+                "NetworkAttachmentDefinition",
+                "network-attachment-definitions",
+                true,
+            ),
+            ChildKind::Service => ("", "v1", "Service", "services", true),
+            ChildKind::Middleware => ("traefik.io", "v1alpha1", "Middleware", "middlewares", true),
+            ChildKind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+            ChildKind::Certificate => {
+                ("cert-manager.io", "v1", "Certificate", "certificates", true)
+            }
+            ChildKind::NetworkPolicy => (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+                true,
+            ),
+            ChildKind::CiliumNetworkPolicy => (
+                "cilium.io",
+                "v2",
+                "CiliumNetworkPolicy",
+                "ciliumnetworkpolicies",
+                true,
+            ),
+            ChildKind::DnsEndpoint => (
+                "externaldns.k8s.io",
+                "v1alpha1",
+                "DNSEndpoint",
+                "dnsendpoints",
+                true,
+            ),
+        }
+    }
+
+    pub fn api_version(self) -> String {
+        let (group, version, ..) = self.gvk();
+        if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        self.gvk().2
+    }
+}
+
+/// One desired child: its kind and the full object (apiVersion, kind, metadata, spec).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Child {
+    pub kind: ChildKind,
+    pub object: Value,
+}
+
+impl Child {
+    /// Builds a child from a metadata block and the rest of the object's top-level fields.
+    pub fn new(kind: ChildKind, metadata: ObjectMeta, body: Value) -> Child {
+        let mut object = serde_json::json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.kind(),
+            "metadata": metadata,
+        });
+        if let (Some(obj), Value::Object(extra)) = (object.as_object_mut(), body) {
+            obj.extend(extra);
+        }
+        Child { kind, object }
+    }
+
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+
+    pub fn sort_key(&self) -> (ChildKind, String, String) {
+        (
+            self.kind,
+            self.namespace().unwrap_or_default().to_string(),
+            self.name().to_string(),
+        )
+    }
+}
+
+/// The Gatehouse object that owns children: its identity for labels and ownerReferences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: Option<String>,
+    /// Unknown when rendering offline from files; then no ownerReference is written.
+    pub uid: Option<String>,
+}
+
+impl Owner {
+    pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Owner {
+        Owner {
+            kind: leak_kind(&K::kind(&())),
+            name: obj.name_any(),
+            namespace: obj.namespace(),
+            uid: obj.meta().uid.clone(),
+        }
+    }
+
+    /// The labels every child carries: managed-by plus owner kind, name (and namespace).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::OWNER_KIND.to_string(), self.kind.to_string()),
+            (labels::OWNER_NAME.to_string(), self.name.clone()),
+        ]);
+        if let Some(ns) = &self.namespace {
+            labels.insert(labels::OWNER_NAMESPACE.to_string(), ns.clone());
+        }
+        labels
+    }
+
+    /// Metadata of a child named `name` in `namespace` (None for cluster-scoped children).
+    pub fn meta(&self, name: impl Into<String>, namespace: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: namespace.map(str::to_string),
+            labels: Some(self.labels()),
+            owner_references: self.uid.as_ref().map(|uid| {
+                vec![OwnerReference {
+                    api_version: gatehouse_api::API_VERSION.to_string(),
+                    kind: self.kind.to_string(),
+                    name: self.name.clone(),
+                    uid: uid.clone(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]
+            }),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Kinds are a fixed set of three; map to statics so Owner stays cheap to clone.
+fn leak_kind(kind: &str) -> &'static str {
+    match kind {
+        "ClusterNetwork" => "ClusterNetwork",
+        "ExposedApp" => "ExposedApp",
+        "EgressPolicy" => "EgressPolicy",
+        _ => "Unknown",
+    }
+}

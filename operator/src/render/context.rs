@@ -1,0 +1,111 @@
+//! The snapshot of the cluster a render may read. The operator fills it from its watch
+//! caches; `gatehouse render` fills it from the input files. Render never fetches anything.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use gatehouse_api::{ClusterNetwork, ExposedApp, Tier};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::ResourceExt;
+
+type Key = (String, String);
+
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub networks: BTreeMap<String, Arc<ClusterNetwork>>,
+    pub apps: BTreeMap<Key, Arc<ExposedApp>>,
+    pub services: BTreeMap<Key, Arc<Service>>,
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+}
+
+fn key<K: ResourceExt>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+impl Context {
+    pub fn add_network(&mut self, n: ClusterNetwork) {
+        self.networks.insert(n.name_any(), Arc::new(n));
+    }
+    pub fn add_app(&mut self, a: ExposedApp) {
+        self.apps.insert(key(&a), Arc::new(a));
+    }
+    pub fn add_service(&mut self, s: Service) {
+        self.services.insert(key(&s), Arc::new(s));
+    }
+    pub fn add_namespace(&mut self, n: Namespace) {
+        self.namespaces.insert(n.name_any(), Arc::new(n));
+    }
+
+    pub fn network(&self, name: &str) -> Option<&ClusterNetwork> {
+        self.networks.get(name).map(|n| n.as_ref())
+    }
+    pub fn app(&self, namespace: &str, name: &str) -> Option<&ExposedApp> {
+        self.apps
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|a| a.as_ref())
+    }
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|s| s.as_ref())
+    }
+
+    /// Labels of a namespace. A namespace the context does not hold has only the label
+    /// the API server always sets, so selectors on it behave as on a bare namespace.
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(name)
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        labels.insert(
+            gatehouse_api::labels::NAMESPACE_NAME.to_string(),
+            name.to_string(),
+        );
+        labels
+    }
+
+    /// Every namespace the context knows of: declared Namespaces plus those holding apps.
+    pub fn namespace_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.namespaces.keys().cloned().collect();
+        names.extend(self.apps.keys().map(|(ns, _)| ns.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Addresses a LoadBalancer Service has been assigned (from its status).
+    pub fn load_balancer_ips(&self, namespace: &str, name: &str) -> Vec<IpAddr> {
+        let Some(svc) = self.service(namespace, name) else {
+            return vec![];
+        };
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref().and_then(super::ip::parse_ip))
+            .collect()
+    }
+
+    /// Addresses DNS records of a tier point to: the static list, else the controller
+    /// Service's assigned addresses. Empty when not known yet.
+    pub fn tier_addresses(&self, network: &ClusterNetwork, tier: Tier) -> Vec<IpAddr> {
+        let Some(t) = network.spec.ingress.get(tier) else {
+            return vec![];
+        };
+        if !t.addresses.is_empty() {
+            return t
+                .addresses
+                .iter()
+                .filter_map(|a| super::ip::parse_ip(a))
+                .collect();
+        }
+        match &t.service {
+            Some(s) => self.load_balancer_ips(&s.namespace, &s.name),
+            None => vec![],
+        }
+    }
+}

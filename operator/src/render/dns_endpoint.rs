@@ -1,0 +1,157 @@
+//! DNSEndpoint `A-external` / `A-internal` (externaldns.k8s.io/v1alpha1): route hosts to the
+//! tier's addresses, tcp hosts to the LoadBalancer Service's assigned addresses, A and AAAA by
+//! the network's families.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use gatehouse_api::{ClusterNetwork, ExposedApp, IpFamily, Tier, TierAddress, labels, reason};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::child::{Child, ChildKind, Owner};
+use super::context::Context;
+use super::ingress::routes_on;
+use super::service::load_balancer_name;
+use super::validate::{Finding, Findings};
+
+/// Assigned addresses of the app's LoadBalancer Service for a tier (empty until assigned).
+fn lb_addresses(app: &ExposedApp, tier: Tier, ctx: &Context) -> Vec<IpAddr> {
+    ctx.load_balancer_ips(
+        &app.namespace().unwrap_or_default(),
+        &load_balancer_name(app, tier),
+    )
+}
+
+fn records(hosts: &[String], addrs: &[IpAddr], network: &ClusterNetwork, ttl: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for host in hosts {
+        for family in &network.spec.ip_families {
+            let (record_type, targets): (&str, Vec<String>) = match family {
+                IpFamily::IPv4 => (
+                    "A",
+                    addrs
+                        .iter()
+                        .filter(|a| a.is_ipv4())
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+                IpFamily::IPv6 => (
+                    "AAAA",
+                    addrs
+                        .iter()
+                        .filter(|a| a.is_ipv6())
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+            };
+            if !targets.is_empty() {
+                out.push(json!({"dnsName": host, "recordType": record_type, "recordTTL": ttl, "targets": targets}));
+            }
+        }
+    }
+    out
+}
+
+pub fn dns_endpoint(
+    app: &ExposedApp,
+    network: &ClusterNetwork,
+    tier: Tier,
+    ctx: &Context,
+    owner: &Owner,
+    findings: &mut Findings,
+) -> Option<Child> {
+    if !app.spec.dns.enabled {
+        return None;
+    }
+    let ttl = app.spec.dns.ttl.unwrap_or(network.spec.dns.ttl);
+    let mut endpoints = Vec::new();
+
+    let route_hosts: Vec<String> = routes_on(app, network, tier)
+        .iter()
+        .flat_map(|r| r.hosts.clone())
+        .collect();
+    if !route_hosts.is_empty() {
+        let addrs = ctx.tier_addresses(network, tier);
+        if addrs.is_empty() {
+            findings.push(Finding::new(
+                reason::WAITING_FOR_ADDRESS,
+                format!("spec.routes (tier {tier:?})"),
+                format!(
+                    "the {tier} ingress tier's address is not known yet (ClusterNetwork {} spec.ingress.{tier}); DNS records for {} wait for it",
+                    network.name_any(),
+                    route_hosts.join(", ")
+                ),
+            ));
+        }
+        endpoints.extend(records(&route_hosts, &addrs, network, ttl));
+    }
+
+    let tcp_hosts: Vec<String> = app
+        .spec
+        .tcp
+        .iter()
+        .filter(|t| t.exposure == tier)
+        .flat_map(|t| t.hosts.clone())
+        .collect();
+    if !tcp_hosts.is_empty() {
+        let addrs = lb_addresses(app, tier, ctx);
+        if addrs.is_empty() {
+            findings.push(Finding::new(
+                reason::WAITING_FOR_ADDRESS,
+                "spec.tcp[].hosts",
+                format!(
+                    "Service {} has no load-balancer address yet; DNS records for {} wait for it",
+                    load_balancer_name(app, tier),
+                    tcp_hosts.join(", ")
+                ),
+            ));
+        }
+        endpoints.extend(records(&tcp_hosts, &addrs, network, ttl));
+    }
+
+    if endpoints.is_empty() {
+        return None;
+    }
+    let mut meta = owner.meta(
+        format!("{}-{}", app.name_any(), tier),
+        app.namespace().as_deref(),
+    );
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::DNS_TIER.to_string(), tier.as_str().to_string());
+    Some(Child::new(
+        ChildKind::DnsEndpoint,
+        meta,
+        json!({"spec": {"endpoints": endpoints}}),
+    ))
+}
+
+/// Known addresses per tier: ingress addresses for tiers with routes, assigned load-balancer
+/// addresses for tiers with tcp exposure.
+pub fn addresses(app: &ExposedApp, network: &ClusterNetwork, ctx: &Context) -> Vec<TierAddress> {
+    let mut out = Vec::new();
+    for tier in Tier::ALL {
+        if !routes_on(app, network, tier).is_empty() {
+            out.extend(
+                ctx.tier_addresses(network, tier)
+                    .into_iter()
+                    .map(|ip| TierAddress {
+                        tier,
+                        ip: ip.to_string(),
+                    }),
+            );
+        }
+        if app.spec.tcp.iter().any(|t| t.exposure == tier) {
+            out.extend(
+                lb_addresses(app, tier, ctx)
+                    .into_iter()
+                    .map(|ip| TierAddress {
+                        tier,
+                        ip: ip.to_string(),
+                    }),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! Small, exact address arithmetic for validation and pool sizes (no external crate needed:
+//! `std::net` parses addresses, prefixes are masks on u128).
+
+use std::net::IpAddr;
+
+use gatehouse_api::IpFamily;
+
+/// An inclusive address range of one family, as u128 (IPv4 mapped into the low 32 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub family: IpFamily,
+    pub first: u128,
+    pub last: u128,
+}
+
+impl Range {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        family_of(ip) == self.family && (self.first..=self.last).contains(&to_u128(ip))
+    }
+
+    /// Number of addresses, saturating at `i64::MAX` (large IPv6 pools).
+    pub fn size(&self) -> i64 {
+        i64::try_from(self.last - self.first + 1).unwrap_or(i64::MAX)
+    }
+}
+
+pub fn family_of(ip: IpAddr) -> IpFamily {
+    match ip {
+        IpAddr::V4(_) => IpFamily::IPv4,
+        IpAddr::V6(_) => IpFamily::IPv6,
+    }
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u128,
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.trim().parse().ok()
+}
+
+/// Parses `addr/prefix` (host bits allowed, as Multus static IPs are written) into the
+/// address and the subnet range it implies.
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, Range)> {
+    let (addr, prefix) = s.trim().split_once('/')?;
+    let ip = parse_ip(addr)?;
+    let prefix: u32 = prefix.parse().ok()?;
+    let bits = match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    if prefix > bits {
+        return None;
+    }
+    let host_bits = bits - prefix;
+    let host_mask: u128 = if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let value = to_u128(ip);
+    Some((
+        ip,
+        Range {
+            family: family_of(ip),
+            first: value & !host_mask,
+            last: value | host_mask,
+        },
+    ))
+}
+
+/// Parses a pool entry: a CIDR or an inclusive `first-last` range of one family.
+pub fn parse_pool_entry(s: &str) -> Option<Range> {
+    if s.contains('/') {
+        return parse_cidr(s).map(|(_, r)| r);
+    }
+    let (a, b) = s.split_once('-')?;
+    let (a, b) = (parse_ip(a)?, parse_ip(b)?);
+    if family_of(a) != family_of(b) || to_u128(a) > to_u128(b) {
+        return None;
+    }
+    Some(Range {
+        family: family_of(a),
+        first: to_u128(a),
+        last: to_u128(b),
+    })
+}
+
+/// Whether `host` equals `zone` or lies under it (`*.zone` lies under `zone`).
+pub fn host_in_zone(host: &str, zone: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    let zone = zone.trim_end_matches('.');
+    host == zone
+        || host
+            .strip_suffix(zone)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_and_ranges() {
+        let (_, r) = parse_cidr("192.168.31.13/24").unwrap();
+        assert!(r.contains("192.168.31.200".parse().unwrap()));
+        assert!(!r.contains("192.168.32.1".parse().unwrap()));
+        assert_eq!(r.size(), 256);
+        let r = parse_pool_entry("10.0.0.10-10.0.0.20").unwrap();
+        assert_eq!(r.size(), 11);
+        assert!(parse_pool_entry("10.0.0.20-10.0.0.10").is_none());
+        assert!(parse_pool_entry("10.0.0.1-2001:db8::1").is_none());
+        assert_eq!(parse_pool_entry("2001:db8::/64").unwrap().size(), i64::MAX);
+        assert_eq!(parse_pool_entry("0.0.0.0/0").unwrap().size(), 1 << 32);
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn zones() {
+        assert!(host_in_zone("blog.example.com", "example.com"));
+        assert!(host_in_zone("example.com", "example.com"));
+        assert!(host_in_zone("*.example.com", "example.com"));
+        assert!(!host_in_zone("badexample.com", "example.com"));
+        assert!(!host_in_zone("example.org", "example.com"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Services: `A` (ClusterIP, every port) and `A-external` / `A-internal` (LoadBalancer, the
+//! `tcp[]` ports of that tier, with the provider's pool and address annotations).
+
+use std::collections::BTreeMap;
+
+use gatehouse_api::{AppPort, ClusterNetwork, ExposedApp, LbProvider, TcpExposure, Tier, labels};
+use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::child::{Child, ChildKind, Owner};
+
+pub const METALLB_POOL: &str = "metallb.io/address-pool";
+pub const METALLB_IPS: &str = "metallb.io/loadBalancerIPs";
+pub const CILIUM_IPS: &str = "lbipam.cilium.io/ips";
+pub const HETZNER_PROXY_PROTOCOL: &str = "load-balancer.hetzner.cloud/uses-proxyprotocol";
+
+/// Name of the LoadBalancer Service of a tier.
+pub fn load_balancer_name(app: &ExposedApp, tier: Tier) -> String {
+    format!("{}-{}", app.name_any(), tier)
+}
+
+/// The effective target port: `targetPort`, else `port`.
+pub fn target_port(p: &AppPort) -> IntOrString {
+    p.target_port.clone().unwrap_or(IntOrString::Int(p.port))
+}
+
+fn service_port(p: &AppPort) -> ServicePort {
+    ServicePort {
+        name: Some(p.name.clone()),
+        port: p.port,
+        target_port: Some(target_port(p)),
+        protocol: Some(p.protocol.as_str().to_string()),
+        ..ServicePort::default()
+    }
+}
+
+fn families(network: &ClusterNetwork) -> (Vec<String>, String) {
+    let fams: Vec<String> = network
+        .spec
+        .ip_families
+        .iter()
+        .map(|f| f.as_str().to_string())
+        .collect();
+    let policy = if fams.len() > 1 {
+        "RequireDualStack"
+    } else {
+        "SingleStack"
+    };
+    (fams, policy.to_string())
+}
+
+pub fn cluster_ip(app: &ExposedApp, network: &ClusterNetwork, owner: &Owner) -> Child {
+    let (ip_families, ip_family_policy) = families(network);
+    let spec = ServiceSpec {
+        type_: Some("ClusterIP".into()),
+        selector: Some(app.spec.selector.clone()),
+        ports: Some(app.spec.ports.iter().map(service_port).collect()),
+        ip_families: Some(ip_families),
+        ip_family_policy: Some(ip_family_policy),
+        ..ServiceSpec::default()
+    };
+    let meta = owner.meta(app.name_any(), app.namespace().as_deref());
+    Child::new(ChildKind::Service, meta, json!({ "spec": spec }))
+}
+
+/// The tier's LoadBalancer Service, when the app has `tcp[]` entries for it.
+pub fn load_balancer(
+    app: &ExposedApp,
+    network: &ClusterNetwork,
+    tier: Tier,
+    owner: &Owner,
+) -> Option<Child> {
+    let entries: Vec<&TcpExposure> = app.spec.tcp.iter().filter(|t| t.exposure == tier).collect();
+    let first = entries.first()?;
+    let mut ports: Vec<ServicePort> = Vec::new();
+    for t in &entries {
+        if let Some(p) = app.spec.ports.iter().find(|p| p.name == t.port)
+            && !ports
+                .iter()
+                .any(|x| x.name.as_deref() == Some(p.name.as_str()))
+        {
+            ports.push(service_port(p));
+        }
+    }
+    let addresses: Vec<String> = entries
+        .iter()
+        .find(|t| !t.addresses.is_empty())
+        .map(|t| t.addresses.clone())
+        .unwrap_or_default();
+    let provider = network.spec.load_balancer.provider;
+    // Validation made sure an explicit pool exists; the tier-named pool is the default.
+    let pool = first.pool.clone().or_else(|| {
+        network
+            .spec
+            .load_balancer
+            .pools
+            .iter()
+            .find(|p| p.name == tier.as_str())
+            .map(|p| p.name.clone())
+    });
+
+    let mut meta = owner.meta(load_balancer_name(app, tier), app.namespace().as_deref());
+    let mut annotations = BTreeMap::new();
+    match provider {
+        LbProvider::MetalLB => {
+            if let Some(pool) = &pool {
+                annotations.insert(METALLB_POOL.to_string(), pool.clone());
+            }
+            if !addresses.is_empty() {
+                annotations.insert(METALLB_IPS.to_string(), addresses.join(","));
+            }
+        }
+        LbProvider::Cilium => {
+            if let Some(pool) = &pool {
+                meta.labels
+                    .get_or_insert_default()
+                    .insert(labels::POOL.to_string(), pool.clone());
+            }
+            if !addresses.is_empty() {
+                annotations.insert(CILIUM_IPS.to_string(), addresses.join(","));
+            }
+        }
+        LbProvider::Hetzner => {
+            annotations.insert(
+                HETZNER_PROXY_PROTOCOL.to_string(),
+                first.proxy_protocol.to_string(),
+            );
+        }
+        LbProvider::None => {}
+    }
+    if !annotations.is_empty() {
+        meta.annotations = Some(annotations);
+    }
+    let (ip_families, ip_family_policy) = families(network);
+    let spec = ServiceSpec {
+        type_: Some("LoadBalancer".into()),
+        selector: Some(app.spec.selector.clone()),
+        ports: Some(ports),
+        external_traffic_policy: Some("Local".into()),
+        ip_families: Some(ip_families),
+        ip_family_policy: Some(ip_family_policy),
+        ..ServiceSpec::default()
+    };
+    Some(Child::new(
+        ChildKind::Service,
+        meta,
+        json!({ "spec": spec }),
+    ))
+}

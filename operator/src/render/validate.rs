@@ -1,0 +1,678 @@
+//! Semantic checks the API server's schema cannot make, because they need the network or
+//! other objects: zones, pools, attachments, issuers, host ownership. Also re-checks the
+//! cross-field rules render relies on, so offline input that never met the schema still gets
+//! a clear error instead of a wrong object.
+
+use std::collections::BTreeMap;
+
+use gatehouse_api::{
+    ClusterNetwork, EgressPolicy, ExposedApp, IngressController, IpFamily, IpamType, LbProvider,
+    RouteAuth, Tier, reason,
+};
+use kube::ResourceExt;
+
+use super::context::Context;
+use super::ip;
+
+/// One problem with an object: a reason (condition reason), the field and a message that
+/// names the offending value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+    /// Needs a human (Stalled) even though rendering went on.
+    pub stalls: bool,
+}
+
+impl Finding {
+    /// A finding that does not need a human: it clears when the cluster catches up.
+    pub fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Finding {
+            reason,
+            field: field.into(),
+            message: message.into(),
+            stalls: false,
+        }
+    }
+    /// A finding that needs a human.
+    pub fn stalling(
+        reason: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            reason,
+            field: field.into(),
+            message: message.into(),
+            stalls: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({})", self.field, self.message, self.reason)
+    }
+}
+
+/// A list of findings, in the order they were found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings(pub Vec<Finding>);
+
+impl Findings {
+    pub fn push(&mut self, f: Finding) {
+        self.0.push(f);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Finding> {
+        self.0.iter()
+    }
+    fn into_result<T>(self, ok: T) -> Result<T, Findings> {
+        if self.0.is_empty() { Ok(ok) } else { Err(self) }
+    }
+}
+
+impl std::fmt::Display for Findings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Finding {
+    Finding::stalling(reason::INVALID_SPEC, field, message)
+}
+
+/// What a valid ExposedApp resolved to.
+pub struct ValidApp<'a> {
+    pub network: &'a ClusterNetwork,
+}
+
+pub fn find_network<'a>(ctx: &'a Context, name: &str) -> Result<&'a ClusterNetwork, Findings> {
+    ctx.network(name).ok_or_else(|| {
+        Findings(vec![Finding::stalling(
+            reason::NETWORK_NOT_FOUND,
+            "spec.network",
+            format!("ClusterNetwork {name:?} does not exist"),
+        )])
+    })
+}
+
+pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a>, Findings> {
+    let network = find_network(ctx, &app.spec.network)?;
+    let spec = &app.spec;
+    let net = &network.spec;
+    let net_name = network.name_any();
+    let namespace = app.namespace().unwrap_or_default();
+    let mut out = Findings::default();
+
+    if spec.selector.is_empty() {
+        out.push(invalid(
+            "spec.selector",
+            "must not be empty: it selects the app's pods",
+        ));
+    }
+    if spec.ports.is_empty() {
+        out.push(invalid("spec.ports", "at least one port is required"));
+    }
+    let port_names: Vec<&str> = spec.ports.iter().map(|p| p.name.as_str()).collect();
+    for (i, p) in spec.ports.iter().enumerate() {
+        if port_names.iter().filter(|n| **n == p.name).count() > 1 {
+            out.push(invalid(
+                format!("spec.ports[{i}].name"),
+                format!("port name {:?} is declared twice", p.name),
+            ));
+        }
+    }
+
+    // Routes: tiers, ports, zones, issuer, auth, and per-tier agreement.
+    let mut tier_style: BTreeMap<Tier, (usize, bool, RouteAuth)> = BTreeMap::new();
+    let mut seen_hosts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, route) in spec.routes.iter().enumerate() {
+        if route.hosts.is_empty() {
+            out.push(invalid(
+                format!("spec.routes[{i}].hosts"),
+                "a route needs at least one host",
+            ));
+        }
+        for (j, p) in route.paths.iter().enumerate() {
+            if let Some(port) = &p.port
+                && !port_names.contains(&port.as_str())
+            {
+                out.push(invalid(
+                    format!("spec.routes[{i}].paths[{j}].port"),
+                    format!("port {port:?} is not declared in spec.ports"),
+                ));
+            }
+        }
+        for (j, host) in route.hosts.iter().enumerate() {
+            if let Some(first) = seen_hosts.insert(host, i)
+                && first != i
+            {
+                out.push(invalid(
+                    format!("spec.routes[{i}].hosts[{j}]"),
+                    format!("host {host:?} already appears in spec.routes[{first}]"),
+                ));
+            }
+        }
+        for tier in Tier::ALL
+            .into_iter()
+            .filter(|t| route.exposure.includes(*t))
+        {
+            let tier_field = format!("spec.ingress.{tier}");
+            if net.ingress.get(tier).is_none() {
+                out.push(invalid(
+                    format!("spec.routes[{i}].exposure"),
+                    format!(
+                        "tier {tier:?} is not defined in ClusterNetwork {net_name} ({tier_field})"
+                    ),
+                ));
+                continue;
+            }
+            check_zone(
+                &mut out,
+                network,
+                tier,
+                &route.hosts,
+                &format!("spec.routes[{i}].hosts"),
+            );
+            let redirect = route.tls && route.redirect_to_https;
+            match tier_style.get(&tier) {
+                Some((first, r, a)) if *r != redirect || *a != route.auth => out.push(invalid(
+                    format!("spec.routes[{i}]"),
+                    format!(
+                        "routes on tier {tier:?} share one Ingress and must agree on tls+redirectToHttps and auth; spec.routes[{first}] differs (use a second ExposedApp for a different policy)"
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    tier_style.insert(tier, (i, redirect, route.auth));
+                }
+            }
+        }
+        if route.auth == RouteAuth::OAuth2
+            && net
+                .auth
+                .as_ref()
+                .and_then(|a| a.oauth2_proxy.as_ref())
+                .is_none()
+        {
+            out.push(invalid(
+                format!("spec.routes[{i}].auth"),
+                format!("OAuth2 needs auth.oauth2Proxy.url on ClusterNetwork {net_name}"),
+            ));
+        }
+        if route.tls && spec.tls.is_none() && net.tls.is_none() {
+            out.push(invalid(
+                format!("spec.routes[{i}].tls"),
+                format!("no certificate issuer: set spec.tls.issuerRef or tls.issuerRef on ClusterNetwork {net_name}"),
+            ));
+        }
+    }
+    if spec
+        .routes
+        .iter()
+        .any(|r| r.tls && r.exposure.includes(Tier::External))
+        && net
+            .ingress
+            .external
+            .as_ref()
+            .is_some_and(|t| t.controller == IngressController::Traefik)
+    {
+        // Nothing extra to check: Traefik middlewares are rendered per app.
+    }
+
+    // TCP exposure: ports, pools, provider capabilities, per-tier agreement.
+    let mut tcp_style: BTreeMap<Tier, usize> = BTreeMap::new();
+    for (i, t) in spec.tcp.iter().enumerate() {
+        let field = format!("spec.tcp[{i}]");
+        if !port_names.contains(&t.port.as_str()) {
+            out.push(invalid(
+                format!("{field}.port"),
+                format!("port {:?} is not declared in spec.ports", t.port),
+            ));
+        }
+        check_zone(
+            &mut out,
+            network,
+            t.exposure,
+            &t.hosts,
+            &format!("{field}.hosts"),
+        );
+        let provider = net.load_balancer.provider;
+        if t.proxy_protocol && provider != LbProvider::Hetzner {
+            out.push(Finding::stalling(
+                reason::PROXY_PROTOCOL_UNSUPPORTED,
+                format!("{field}.proxyProtocol"),
+                format!("load-balancer provider {provider:?} of ClusterNetwork {net_name} cannot send PROXY protocol (only Hetzner can)"),
+            ));
+        }
+        let pool = match (&t.pool, provider) {
+            (Some(p), LbProvider::MetalLB | LbProvider::Cilium) => {
+                match net.load_balancer.pools.iter().find(|x| &x.name == p) {
+                    Some(pool) => Some(pool),
+                    None => {
+                        out.push(invalid(
+                            format!("{field}.pool"),
+                            format!("pool {p:?} does not exist in ClusterNetwork {net_name} (spec.loadBalancer.pools)"),
+                        ));
+                        None
+                    }
+                }
+            }
+            (Some(p), other) => {
+                out.push(invalid(
+                    format!("{field}.pool"),
+                    format!("pool {p:?} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {other:?}"),
+                ));
+                None
+            }
+            (None, _) => net
+                .load_balancer
+                .pools
+                .iter()
+                .find(|x| x.name == t.exposure.as_str()),
+        };
+        for (j, a) in t.addresses.iter().enumerate() {
+            let afield = format!("{field}.addresses[{j}]");
+            let Some(addr) = ip::parse_ip(a) else {
+                out.push(invalid(afield, format!("{a:?} is not an IP address")));
+                continue;
+            };
+            if !net.ip_families.contains(&ip::family_of(addr)) {
+                out.push(invalid(
+                    afield.clone(),
+                    format!(
+                        "{a} is not of the network's ipFamilies {:?}",
+                        net.ip_families
+                    ),
+                ));
+            }
+            if matches!(provider, LbProvider::Hetzner | LbProvider::None) {
+                out.push(invalid(
+                    afield.clone(),
+                    format!("requested address {a} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {provider:?}"),
+                ));
+            } else if let Some(pool) = pool {
+                let inside = pool
+                    .addresses
+                    .iter()
+                    .filter_map(|e| ip::parse_pool_entry(e))
+                    .any(|r| r.contains(addr));
+                if !inside {
+                    out.push(invalid(
+                        afield,
+                        format!(
+                            "{a} is outside pool {:?} ({})",
+                            pool.name,
+                            pool.addresses.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        match tcp_style.get(&t.exposure) {
+            Some(&first) => {
+                let f = &spec.tcp[first];
+                let differs = (f.pool != t.pool)
+                    || (f.proxy_protocol != t.proxy_protocol)
+                    || (!f.addresses.is_empty()
+                        && !t.addresses.is_empty()
+                        && f.addresses != t.addresses);
+                if differs {
+                    out.push(invalid(
+                        field,
+                        format!(
+                            "tcp entries with exposure {:?} share Service {}-{} and must agree on pool, addresses and proxyProtocol; spec.tcp[{first}] differs",
+                            t.exposure,
+                            app.name_any(),
+                            t.exposure
+                        ),
+                    ));
+                }
+            }
+            None => {
+                tcp_style.insert(t.exposure, i);
+            }
+        }
+    }
+
+    // Attachments: known, static IPs inside the ranges, not attached twice.
+    for (i, a) in spec.attachments.iter().enumerate() {
+        let field = format!("spec.attachments[{i}]");
+        let Some(def) = net.attachments.iter().find(|d| d.name == a.network) else {
+            out.push(invalid(
+                format!("{field}.network"),
+                format!("attachment {:?} is not defined in ClusterNetwork {net_name} (spec.attachments)", a.network),
+            ));
+            continue;
+        };
+        if spec.attachments[..i].iter().any(|o| o.network == a.network) {
+            out.push(invalid(
+                format!("{field}.network"),
+                format!("attachment {:?} is listed twice", a.network),
+            ));
+        }
+        if def.ipam.kind == IpamType::Static && a.ips.is_empty() {
+            out.push(invalid(
+                format!("{field}.ips"),
+                format!(
+                    "attachment {:?} uses static IPAM: give the app's addresses here",
+                    a.network
+                ),
+            ));
+        }
+        for (j, addr) in a.ips.iter().enumerate() {
+            let ifield = format!("{field}.ips[{j}]");
+            let Some((ipaddr, _)) = ip::parse_cidr(addr) else {
+                out.push(invalid(
+                    ifield,
+                    format!("{addr:?} is not an address with prefix length, e.g. 192.168.31.13/24"),
+                ));
+                continue;
+            };
+            let inside = def
+                .ipam
+                .ranges
+                .iter()
+                .filter_map(|r| ip::parse_cidr(&r.subnet))
+                .any(|(_, r)| r.contains(ipaddr));
+            if !inside {
+                let subnets: Vec<&str> =
+                    def.ipam.ranges.iter().map(|r| r.subnet.as_str()).collect();
+                out.push(invalid(
+                    ifield,
+                    format!(
+                        "{addr} is outside the ranges of attachment {:?} ({})",
+                        a.network,
+                        subnets.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Host ownership: domains[] per namespace, and first claimant wins across apps.
+    let all_hosts: Vec<(String, &String)> = spec
+        .routes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.hosts
+                .iter()
+                .enumerate()
+                .map(move |(j, h)| (format!("spec.routes[{i}].hosts[{j}]"), h))
+        })
+        .chain(spec.tcp.iter().enumerate().flat_map(|(i, t)| {
+            t.hosts
+                .iter()
+                .enumerate()
+                .map(move |(j, h)| (format!("spec.tcp[{i}].hosts[{j}]"), h))
+        }))
+        .collect();
+    if !net.domains.is_empty() {
+        for (field, host) in &all_hosts {
+            let allowed = net.domains.iter().any(|d| {
+                ip::host_in_zone(host, &d.suffix) && d.namespaces.iter().any(|n| *n == namespace)
+            });
+            if !allowed {
+                out.push(Finding::stalling(
+                    "HostNotAllowed",
+                    field.clone(),
+                    format!("host {host:?} is not under a domain that ClusterNetwork {net_name} grants to namespace {namespace:?} (spec.domains)"),
+                ));
+            }
+        }
+    }
+    for (field, host) in &all_hosts {
+        if let Some(holder) = earlier_claimant(app, host, ctx) {
+            out.push(Finding::stalling(
+                reason::HOST_CONFLICT,
+                field.clone(),
+                format!("host {host:?} is already claimed by ExposedApp {holder}"),
+            ));
+        }
+    }
+
+    out.into_result(ValidApp { network })
+}
+
+fn check_zone(
+    out: &mut Findings,
+    network: &ClusterNetwork,
+    tier: Tier,
+    hosts: &[String],
+    field: &str,
+) {
+    let Some(zone) = network.spec.dns.zone(tier) else {
+        return;
+    };
+    for (j, host) in hosts.iter().enumerate() {
+        if !ip::host_in_zone(host, zone) {
+            out.push(invalid(
+                format!("{field}[{j}]"),
+                format!(
+                    "host {host:?} is outside zone {zone:?} of tier {tier:?} (ClusterNetwork {} spec.dns.{tier}.zone)",
+                    network.name_any()
+                ),
+            ));
+        }
+    }
+}
+
+/// Order of claims: creation time, then namespace/name (so offline input, which has no
+/// timestamps, still gives one stable answer).
+fn claim_order(app: &ExposedApp) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
+    (
+        app.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        app.namespace().unwrap_or_default(),
+        app.name_any(),
+    )
+}
+
+/// The app (as `namespace/name`) that claimed `host` before `app`, if any.
+fn earlier_claimant(app: &ExposedApp, host: &str, ctx: &Context) -> Option<String> {
+    let mine = claim_order(app);
+    ctx.apps
+        .values()
+        .filter(|other| claim_order(other) != mine)
+        .filter(|other| {
+            other
+                .spec
+                .routes
+                .iter()
+                .any(|r| r.hosts.iter().any(|h| h == host))
+                || other
+                    .spec
+                    .tcp
+                    .iter()
+                    .any(|t| t.hosts.iter().any(|h| h == host))
+        })
+        .filter(|other| claim_order(other) < mine)
+        .min_by_key(|other| claim_order(other))
+        .map(|other| {
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
+        })
+}
+
+pub fn egress_policy<'a>(
+    policy: &EgressPolicy,
+    ctx: &'a Context,
+) -> Result<&'a ClusterNetwork, Findings> {
+    let network = find_network(ctx, &policy.spec.network)?;
+    let mut out = Findings::default();
+    for (i, rule) in policy.spec.rules.iter().enumerate() {
+        if rule.to.is_empty() {
+            out.push(invalid(
+                format!("spec.rules[{i}].to"),
+                "a rule needs at least one peer",
+            ));
+        }
+        for (j, p) in rule.ports.iter().enumerate() {
+            if let Some(end) = p.end_port
+                && end < p.port
+            {
+                out.push(invalid(
+                    format!("spec.rules[{i}].ports[{j}].endPort"),
+                    format!("{end} is below port {}", p.port),
+                ));
+            }
+        }
+        for (j, peer) in rule.to.iter().enumerate() {
+            check_peer(&mut out, peer, &format!("spec.rules[{i}].to[{j}]"));
+        }
+    }
+    out.into_result(network)
+}
+
+/// Exactly one kind of peer, `except` only with `cidr`, and parseable CIDRs.
+pub fn check_peer(out: &mut Findings, peer: &gatehouse_api::Peer, field: &str) {
+    let kinds = [
+        peer.app.is_some(),
+        peer.service.is_some(),
+        peer.namespace_selector.is_some() || peer.pod_selector.is_some(),
+        peer.cidr.is_some(),
+        peer.fqdn.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if kinds != 1 {
+        out.push(invalid(
+            field,
+            "a peer must set exactly one of app, service, namespaceSelector/podSelector, cidr, fqdn",
+        ));
+    }
+    if !peer.except.is_empty() && peer.cidr.is_none() {
+        out.push(invalid(
+            format!("{field}.except"),
+            "except is only allowed together with cidr",
+        ));
+    }
+    for (k, c) in peer.cidr.iter().chain(peer.except.iter()).enumerate() {
+        if ip::parse_cidr(c).is_none() {
+            let f = if k == 0 && peer.cidr.is_some() {
+                format!("{field}.cidr")
+            } else {
+                format!("{field}.except")
+            };
+            out.push(invalid(f, format!("{c:?} is not a CIDR")));
+        }
+    }
+}
+
+pub fn cluster_network(network: &ClusterNetwork) -> Result<(), Findings> {
+    let spec = &network.spec;
+    let mut out = Findings::default();
+    if spec.ip_families.len() == 2 && spec.ip_families[0] == spec.ip_families[1] {
+        out.push(invalid(
+            "spec.ipFamilies",
+            "the two families must be distinct",
+        ));
+    }
+    if spec.ip_families.is_empty() {
+        out.push(invalid(
+            "spec.ipFamilies",
+            "at least one family is required",
+        ));
+    }
+    let provider = spec.load_balancer.provider;
+    for (i, pool) in spec.load_balancer.pools.iter().enumerate() {
+        let field = format!("spec.loadBalancer.pools[{i}]");
+        if matches!(provider, LbProvider::Hetzner | LbProvider::None) {
+            out.push(invalid(
+                field.clone(),
+                format!(
+                    "pool {:?} needs provider MetalLB or Cilium (provider is {provider:?})",
+                    pool.name
+                ),
+            ));
+        }
+        if spec.load_balancer.pools[..i]
+            .iter()
+            .any(|p| p.name == pool.name)
+        {
+            out.push(invalid(
+                format!("{field}.name"),
+                format!("pool {:?} is declared twice", pool.name),
+            ));
+        }
+        for (j, a) in pool.addresses.iter().enumerate() {
+            match ip::parse_pool_entry(a) {
+                None => out.push(invalid(
+                    format!("{field}.addresses[{j}]"),
+                    format!("{a:?} is neither a CIDR nor a first-last range of one family"),
+                )),
+                Some(r) if !spec.ip_families.contains(&r.family) => out.push(invalid(
+                    format!("{field}.addresses[{j}]"),
+                    format!(
+                        "{a} is {} but spec.ipFamilies is {:?}",
+                        r.family.as_str(),
+                        spec.ip_families
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for tier in Tier::ALL {
+        if let Some(t) = spec.ingress.get(tier) {
+            if !t.addresses.is_empty() && t.service.is_some() {
+                out.push(invalid(
+                    format!("spec.ingress.{tier}"),
+                    "set either addresses or service, not both",
+                ));
+            }
+            for (j, a) in t.addresses.iter().enumerate() {
+                if ip::parse_ip(a).is_none() {
+                    out.push(invalid(
+                        format!("spec.ingress.{tier}.addresses[{j}]"),
+                        format!("{a:?} is not an IP address"),
+                    ));
+                }
+            }
+        }
+    }
+    for (i, a) in spec.attachments.iter().enumerate() {
+        if spec.attachments[..i].iter().any(|o| o.name == a.name) {
+            out.push(invalid(
+                format!("spec.attachments[{i}].name"),
+                format!("attachment {:?} is declared twice", a.name),
+            ));
+        }
+        for (j, r) in a.ipam.ranges.iter().enumerate() {
+            let field = format!("spec.attachments[{i}].ipam.ranges[{j}]");
+            let Some((_, subnet)) = ip::parse_cidr(&r.subnet) else {
+                out.push(invalid(
+                    format!("{field}.subnet"),
+                    format!("{:?} is not a CIDR", r.subnet),
+                ));
+                continue;
+            };
+            for (name, value) in [
+                ("rangeStart", &r.range_start),
+                ("rangeEnd", &r.range_end),
+                ("gateway", &r.gateway),
+            ] {
+                if let Some(v) = value {
+                    match ip::parse_ip(v) {
+                        Some(addr) if subnet.contains(addr) => {}
+                        _ => out.push(invalid(
+                            format!("{field}.{name}"),
+                            format!("{v} is not an address inside {}", r.subnet),
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    let _ = IpFamily::IPv4;
+    out.into_result(())
+}
