@@ -83,7 +83,8 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, String> {
-    serde_json::from_value(value).map_err(|e| format!("{what}: {e}"))
+    // The path names the offending field, e.g. `spec.ipFamilies: invalid type ...`.
+    serde_path_to_error::deserialize(value).map_err(|e| format!("{what}: {}: {}", e.path(), e.inner()))
 }
 
 /// Reads every document; errors name the file, the document and what is wrong.
@@ -114,7 +115,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Inputs, Vec<String>> {
                         "{file}: document {}: not valid YAML: {e}",
                         index + 1
                     ));
-                    continue;
+                    break; // the YAML stream cannot be resynchronised after a syntax error
                 }
             };
             if let Err(e) = add(&mut inputs, &mut seen, &file, index + 1, value) {

@@ -1,0 +1,59 @@
+# Gatehouse: the targets a newcomer needs.
+#   make demo   local control plane + CRDs + samples, then shows the objects and status
+#   make test   unit tests, golden tests and integration tests against a real kube-apiserver
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+include hack/controlplane.mk
+
+CARGO ?= cargo
+GATEHOUSE := target/debug/gatehouse
+CRD_FILE := config/crd/gatehouse.dev_crds.yaml
+
+.PHONY: help build crds golden lint fmt test unit integration demo bench clean
+
+help:
+	@echo "make demo     start a local control plane, apply CRDs and samples, show the result"
+	@echo "make test     all tests (unit, golden, integration against a real kube-apiserver)"
+	@echo "make unit     tests that need no cluster"
+	@echo "make crds     regenerate $(CRD_FILE) from the Rust types"
+	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
+	@echo "make lint     cargo fmt --check and clippy -D warnings"
+	@echo "make bench    render throughput benchmark"
+	@echo "make cluster-up / cluster-down   the local control plane alone"
+
+build:
+	$(CARGO) build --workspace
+
+crds: build
+	$(GATEHOUSE) crd > $(CRD_FILE)
+
+golden:
+	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test golden
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+unit:
+	$(CARGO) test --workspace --exclude gatehouse-tests
+
+# Builds the control plane when it is not cached, starts it, runs every test, and always
+# stops it again (also when a test fails or the run is interrupted).
+test: controlplane
+	@hack/with-cluster.sh $(CARGO) test --workspace --no-fail-fast
+
+integration: controlplane
+	@hack/with-cluster.sh $(CARGO) test -p gatehouse-tests --no-fail-fast
+
+demo: controlplane build
+	@hack/demo.sh
+
+bench:
+	$(CARGO) run --release -p gatehouse-operator --example render_bench
+
+clean: cluster-down
+	$(CARGO) clean
