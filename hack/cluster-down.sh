@@ -85,11 +85,15 @@ if ((${#targets[@]})); then
 	alive && { log "could not stop every process"; exit 1; }
 fi
 
-# etcd's data dir on tmpfs: the recorded path, after checking it looks like ours.
-if [[ -f $RUN/etcd-data-dir ]]; then
-	data=$(cat "$RUN/etcd-data-dir")
-	if [[ $(basename -- "$data") == gatehouse-etcd-* ]]; then rm -rf -- "$data"; fi
-fi
+# etcd's data dir on tmpfs: the recorded path (after checking it looks like ours), and the
+# name cluster-up derives from CLUSTER_DIR in each place it may put it, in case the
+# record is gone (e.g. `rm -rf .cluster` while the cluster ran).
+name=gatehouse-etcd-$(printf '%s' "$CLUSTER_DIR" | sha256sum | cut -c1-12)
+datas=("${CLUSTER_TMPFS:-/dev/shm}/$name" "/dev/shm/$name" "${TMPDIR:-/tmp}/$name")
+if [[ -f $RUN/etcd-data-dir ]]; then datas+=("$(cat "$RUN/etcd-data-dir")"); fi
+for data in "${datas[@]}"; do
+	if [[ $(basename -- "$data") == gatehouse-etcd-* && -d $data ]]; then rm -rf -- "$data"; fi
+done
 # Everything but the logs (kept for post-mortems) and the lock file.
 rm -rf -- "$RUN" "$CLUSTER_DIR/pki" "$CLUSTER_DIR/kcm" "$CLUSTER_DIR/kubeconfig" \
 	"$CLUSTER_DIR/kubeconfig.tmp" "$CLUSTER_DIR/cluster.env"

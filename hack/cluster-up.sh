@@ -50,6 +50,13 @@ ADMIN_KUBECONFIG=$PKI/admin.kubeconfig # used while starting; copied to kubeconf
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 
 log() { echo "cluster-up: $*" >&2; }
+# phase NAME: note how long the step that just finished took (for the start-up summary).
+PHASES=() PHASE_T0=${EPOCHREALTIME/,/.}
+phase() {
+	local now=${EPOCHREALTIME/,/.}
+	PHASES+=("$1 $(awk -v a="$PHASE_T0" -v b="$now" 'BEGIN { printf "%.1fs", b - a }')")
+	PHASE_T0=$now
+}
 die() { log "$*"; exit 1; }
 
 [[ -n $BIN && -x $BIN ]] || die "CONTROLPLANE_BIN is not set to an executable; use 'make cluster-up', which builds it"
@@ -203,8 +210,10 @@ start_cluster() {
 		KCM_PORT=$KCM_PORT
 	EOF
 
+	PHASES=() PHASE_T0=${EPOCHREALTIME/,/.}
 	make_pki || { log "making certificates failed"; return 1; }
 	write_kubeconfig "$ADMIN_KUBECONFIG" "$API_PORT" || return 1
+	phase certs
 
 	# etcd's data on tmpfs: fast, and nothing is worth keeping across clusters. The path
 	# is derived from CLUSTER_DIR so cluster-down can always find it.
@@ -224,6 +233,7 @@ start_cluster() {
 		--initial-cluster="gatehouse=http://127.0.0.1:$ETCD_PEER_PORT" \
 		--unsafe-no-fsync --log-level=warn ${ETCD_EXTRA_ARGS:-}
 	wait_for etcd "$(pid_of etcd)" curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" || return 1
+	phase etcd
 
 	# --endpoint-reconciler-type=none: the apiserver would otherwise publish its address
 	# (127.0.0.1) as the `kubernetes` service's endpoints, and loopback endpoints are
@@ -241,12 +251,12 @@ start_cluster() {
 		--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112 \
 		--endpoint-reconciler-type=none \
 		--allow-privileged=true \
-		--cert-dir="$PKI/apiserver-generated" \
 		${APISERVER_EXTRA_ARGS:-}
 	pid=$(pid_of kube-apiserver)
 	wait_for kube-apiserver "$pid" apiserver_ready || return 1
 	# /readyz does not cover the `default` namespace, which a post-start hook creates.
 	wait_for kube-apiserver "$pid" "$KUBECTL" --kubeconfig="$ADMIN_KUBECONFIG" get namespace default || return 1
+	phase kube-apiserver
 
 	if [[ ${CRDS_BEFORE_KCM:-1} != 0 ]]; then
 		local files=() f
@@ -259,8 +269,9 @@ start_cluster() {
 				--field-manager=gatehouse-cluster-up "${args[@]}" >/dev/null || { log "applying CRDs failed"; return 1; }
 			"$KUBECTL" --kubeconfig="$ADMIN_KUBECONFIG" wait --for=condition=Established \
 				--timeout="${TIMEOUT}s" "${args[@]}" >/dev/null || { log "CRDs not Established"; return 1; }
-			log "installed ${#files[@]} CRDs"
+			log "applied ${#files[@]} CRD files"
 		fi
+		phase crds
 	fi
 
 	# The controller manager runs as the admin (system:masters) through one client:
@@ -268,10 +279,15 @@ start_cluster() {
 	# controllers to mint per-controller service-account tokens first. No leader
 	# election: there is only one, and electing costs start-up time. Higher client QPS
 	# than the default 20 so that garbage collection keeps up with the benchmarks.
+	# Its own HTTPS endpoint (/healthz, /metrics) authenticates with our CA directly
+	# (--client-ca-file, --authentication-skip-lookup): looking the CAs up in the
+	# apiserver's extension-apiserver-authentication ConfigMap would log an error every
+	# few seconds, as we run no front proxy and so have no request-header CA.
 	# shellcheck disable=SC2086
 	launch kube-controller-manager "$BIN" kube-controller-manager \
 		--kubeconfig="$ADMIN_KUBECONFIG" \
 		--authentication-kubeconfig="$ADMIN_KUBECONFIG" \
+		--authentication-skip-lookup --client-ca-file="$PKI/ca.crt" \
 		--authorization-kubeconfig="$ADMIN_KUBECONFIG" \
 		--bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$CLUSTER_DIR/kcm" \
 		--controllers="$KCM_CONTROLLERS" \
@@ -286,8 +302,10 @@ start_cluster() {
 	# so a test's first deletion is collected promptly. Its log line is the only signal.
 	if [[ ,$KCM_CONTROLLERS, == *,garbage-collector-controller,* ]]; then
 		wait_for kube-controller-manager "$pid" \
-			grep -q "All resource monitors have synced" "$LOGS/kube-controller-manager.log" || return 1
+			grep -qi "all resource monitors have synced" "$LOGS/kube-controller-manager.log" || return 1
 	fi
+
+	phase kube-controller-manager
 
 	# Publish the kubeconfig last: its presence means "ready".
 	cp "$ADMIN_KUBECONFIG" "$CLUSTER_DIR/kubeconfig.tmp" && mv -f "$CLUSTER_DIR/kubeconfig.tmp" "$CLUSTER_DIR/kubeconfig"
@@ -319,13 +337,16 @@ for ((attempt = 1; ; attempt++)); do
 	# Whatever is there is stale (dead pids, a half-started cluster, tmpfs data): clear it.
 	"$REPO_ROOT/hack/cluster-down.sh" --quiet
 	if start_cluster; then break; fi
-	if ((attempt >= ATTEMPTS)); then
+	# Only a port taken between choosing it and binding it is worth another try; any
+	# other failure would just fail again, slowly.
+	if ((attempt >= ATTEMPTS)) || ! grep -qs "address already in use" "$LOGS"/*.log; then
 		"$REPO_ROOT/hack/cluster-down.sh" --quiet
-		die "failed after $attempt attempts; logs are in $LOGS"
+		die "failed (attempt $attempt); logs are in $LOGS"
 	fi
-	log "attempt $attempt failed; retrying with new ports"
+	log "attempt $attempt failed: a port was taken; retrying with new ports"
 done
 start_watchdog
 
 source_env() { sed -n "s/^$1=//p" "$CLUSTER_DIR/cluster.env"; }
-log "up in $((SECONDS - started))s: apiserver $(source_env APISERVER_URL), kubeconfig $CLUSTER_DIR/kubeconfig"
+summary=$(IFS=,; echo "${PHASES[*]}")
+log "up in $((SECONDS - started))s (${summary//,/, }): apiserver $(source_env APISERVER_URL), kubeconfig $CLUSTER_DIR/kubeconfig"

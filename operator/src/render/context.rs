@@ -11,12 +11,28 @@ use kube::ResourceExt;
 
 type Key = (String, String);
 
+/// Order of host claims: creation time, then namespace/name (so offline input, which has no
+/// timestamps, still gives one stable answer).
+pub type ClaimOrder = (Option<k8s_openapi::jiff::Timestamp>, String, String);
+
+pub fn claim_order(app: &ExposedApp) -> ClaimOrder {
+    (app.metadata.creation_timestamp.as_ref().map(|t| t.0), app.namespace().unwrap_or_default(), app.name_any())
+}
+
+/// Every host an app names (routes and tcp).
+pub fn app_hosts(app: &ExposedApp) -> impl Iterator<Item = &String> {
+    app.spec.routes.iter().flat_map(|r| r.hosts.iter()).chain(app.spec.tcp.iter().flat_map(|t| t.hosts.iter()))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Context {
     pub networks: BTreeMap<String, Arc<ClusterNetwork>>,
     pub apps: BTreeMap<Key, Arc<ExposedApp>>,
     pub services: BTreeMap<Key, Arc<Service>>,
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// host -> apps naming it, earliest claim first; kept in step with `apps` so a host
+    /// check is a lookup, not a scan of every app.
+    host_claims: std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
 }
 
 fn key<K: ResourceExt>(obj: &K) -> Key {
@@ -28,7 +44,30 @@ impl Context {
         self.networks.insert(n.name_any(), Arc::new(n));
     }
     pub fn add_app(&mut self, a: ExposedApp) {
+        self.remove_app(&a.namespace().unwrap_or_default(), &a.name_any());
+        let order = claim_order(&a);
+        for host in app_hosts(&a) {
+            self.host_claims.entry(host.clone()).or_default().insert(order.clone());
+        }
         self.apps.insert(key(&a), Arc::new(a));
+    }
+    pub fn remove_app(&mut self, namespace: &str, name: &str) {
+        if let Some(old) = self.apps.remove(&(namespace.to_string(), name.to_string())) {
+            let order = claim_order(&old);
+            for host in app_hosts(&old) {
+                if let Some(set) = self.host_claims.get_mut(host) {
+                    set.remove(&order);
+                    if set.is_empty() {
+                        self.host_claims.remove(host);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest claim on `host`, if any app names it.
+    pub fn first_claim(&self, host: &str) -> Option<&ClaimOrder> {
+        self.host_claims.get(host).and_then(|s| s.first())
     }
     pub fn add_service(&mut self, s: Service) {
         self.services.insert(key(&s), Arc::new(s));

@@ -463,43 +463,10 @@ fn check_zone(
     }
 }
 
-/// Order of claims: creation time, then namespace/name (so offline input, which has no
-/// timestamps, still gives one stable answer).
-fn claim_order(app: &ExposedApp) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
-    (
-        app.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        app.namespace().unwrap_or_default(),
-        app.name_any(),
-    )
-}
-
 /// The app (as `namespace/name`) that claimed `host` before `app`, if any.
 fn earlier_claimant(app: &ExposedApp, host: &str, ctx: &Context) -> Option<String> {
-    let mine = claim_order(app);
-    ctx.apps
-        .values()
-        .filter(|other| claim_order(other) != mine)
-        .filter(|other| {
-            other
-                .spec
-                .routes
-                .iter()
-                .any(|r| r.hosts.iter().any(|h| h == host))
-                || other
-                    .spec
-                    .tcp
-                    .iter()
-                    .any(|t| t.hosts.iter().any(|h| h == host))
-        })
-        .filter(|other| claim_order(other) < mine)
-        .min_by_key(|other| claim_order(other))
-        .map(|other| {
-            format!(
-                "{}/{}",
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )
-        })
+    let first = ctx.first_claim(host)?;
+    (*first < super::context::claim_order(app)).then(|| format!("{}/{}", first.1, first.2))
 }
 
 pub fn egress_policy<'a>(
