@@ -425,7 +425,7 @@ pub struct Policy {
     #[serde(default)]
     pub engine: PolicyEngine,
     /// Where the cluster DNS runs; default-deny and egress policies open port 53 to it.
-    #[serde(default)]
+    #[serde(default, rename = "clusterDNS")]
     pub cluster_dns: ClusterDns,
     /// Zero-trust baseline: NetworkPolicy `gatehouse-default-deny` in each selected namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -52,7 +52,10 @@ fn app(i: usize) -> ExposedApp {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4000);
     let mut ctx = Context::default();
     ctx.add_network(network());
     let apps: Vec<ExposedApp> = (0..n).map(app).collect();
@@ -62,13 +65,18 @@ fn main() {
     // Host-claim checks scan every app; measure the realistic case where all apps are known.
     let mut children = 0usize;
     for a in apps.iter().take(100) {
-        children += render_exposed_app(a, &ctx).expect("valid app").children.len();
+        children += render_exposed_app(a, &ctx)
+            .expect("valid app")
+            .children
+            .len();
     }
     let rounds = 3;
     let start = Instant::now();
     for _ in 0..rounds {
         for a in &apps {
-            children += black_box(render_exposed_app(a, &ctx)).map(|r| r.children.len()).unwrap_or(0);
+            children += black_box(render_exposed_app(a, &ctx))
+                .map(|r| r.children.len())
+                .unwrap_or(0);
         }
     }
     let secs = start.elapsed().as_secs_f64();

@@ -83,8 +83,26 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn parse<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, String> {
+    // Unknown fields are errors, as they are for the API server's server-side apply: a
+    // misspelt field must not vanish silently.
+    let mut unknown = Vec::new();
+    let parsed: Result<T, _> = serde_ignored::deserialize(&value, |path| {
+        // The derived custom-resource types read apiVersion/kind through TypeMeta checks
+        // elsewhere; they are not unknown.
+        let path = path.to_string();
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    });
+    if let Some(field) = unknown.first() {
+        return Err(format!("{what}: {field}: field not declared in the schema"));
+    }
+    if parsed.is_ok() {
+        return parsed.map_err(|e| e.to_string());
+    }
     // The path names the offending field, e.g. `spec.ipFamilies: invalid type ...`.
-    serde_path_to_error::deserialize(value).map_err(|e| format!("{what}: {}: {}", e.path(), e.inner()))
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| format!("{what}: {}: {}", e.path(), e.inner()))
 }
 
 /// Reads every document; errors name the file, the document and what is wrong.

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use gatehouse_operator::render_cmd::{Format, format, render_paths};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn updating() -> bool {
@@ -19,7 +22,11 @@ fn updating() -> bool {
 fn check(input: &Path, expected: &Path) -> Result<(), String> {
     let out = render_paths(&[input.to_path_buf()]);
     if !out.errors.is_empty() {
-        return Err(format!("{}: render failed:\n{}", input.display(), out.errors.join("\n")));
+        return Err(format!(
+            "{}: render failed:\n{}",
+            input.display(),
+            out.errors.join("\n")
+        ));
     }
     let mut actual = String::new();
     for note in &out.notes {
@@ -33,7 +40,8 @@ fn check(input: &Path, expected: &Path) -> Result<(), String> {
         std::fs::write(expected, &actual).unwrap();
         return Ok(());
     }
-    let want = std::fs::read_to_string(expected).map_err(|e| format!("{}: {e} (run make golden)", expected.display()))?;
+    let want = std::fs::read_to_string(expected)
+        .map_err(|e| format!("{}: {e} (run make golden)", expected.display()))?;
     if want != actual {
         let diff: Vec<String> = want
             .lines()
@@ -56,7 +64,11 @@ fn check(input: &Path, expected: &Path) -> Result<(), String> {
 }
 
 fn dirs(path: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     v.sort();
     v
 }
@@ -65,9 +77,15 @@ fn dirs(path: &Path) -> Vec<PathBuf> {
 fn render_fixtures_match_expected() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/render");
     let cases = dirs(&base);
-    assert!(cases.len() >= 10, "expected the render fixture cases, found {}", cases.len());
-    let failures: Vec<String> =
-        cases.iter().filter_map(|c| check(&c.join("input.yaml"), &c.join("expected.yaml")).err()).collect();
+    assert!(
+        cases.len() >= 10,
+        "expected the render fixture cases, found {}",
+        cases.len()
+    );
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| check(&c.join("input.yaml"), &c.join("expected.yaml")).err())
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -79,7 +97,13 @@ fn samples_match_golden() {
         .iter()
         .filter_map(|s| {
             let name = s.file_name().unwrap().to_string_lossy().to_string();
-            check(s, &root().join("tests/golden/samples").join(format!("{name}.yaml"))).err()
+            check(
+                s,
+                &root()
+                    .join("tests/golden/samples")
+                    .join(format!("{name}.yaml")),
+            )
+            .err()
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

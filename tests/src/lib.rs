@@ -14,19 +14,27 @@ use serde_json::{Value, json};
 
 /// Repository root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The admin kubeconfig of the local control plane.
 pub fn kubeconfig_path() -> PathBuf {
-    std::env::var_os("CLUSTER_KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| root().join(".cluster/kubeconfig"))
+    std::env::var_os("CLUSTER_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".cluster/kubeconfig"))
 }
 
 /// A client for the local control plane. Panics with instructions when it is not running.
 pub async fn client() -> Client {
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
-        panic!("no local control plane ({}: {e}); run `make test` or `make cluster-up` first", path.display())
+        panic!(
+            "no local control plane ({}: {e}); run `make test` or `make cluster-up` first",
+            path.display()
+        )
     });
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -38,12 +46,19 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Creates a namespace of the test's own, `<prefix>-<pid>-<n>`, with optional labels.
 pub async fn namespace(client: &Client, prefix: &str, labels: Value) -> String {
-    let name = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
     let ns: Namespace = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": labels}
     }))
     .unwrap();
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     name
 }
 
@@ -62,8 +77,12 @@ pub async fn resource_of(client: &Client, api_version: &str, kind: &str) -> (Api
 
 /// An Api for an object given as JSON (namespaced by its metadata.namespace).
 pub async fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
-    let (ar, namespaced) =
-        resource_of(client, obj["apiVersion"].as_str().unwrap(), obj["kind"].as_str().unwrap()).await;
+    let (ar, namespaced) = resource_of(
+        client,
+        obj["apiVersion"].as_str().unwrap(),
+        obj["kind"].as_str().unwrap(),
+    )
+    .await;
     match (namespaced, obj["metadata"]["namespace"].as_str()) {
         (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         (true, None) => Api::default_namespaced_with(client.clone(), &ar),
@@ -72,7 +91,11 @@ pub async fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
 }
 
 /// Server-side apply of an object given as JSON; returns the API error on rejection.
-pub async fn apply(client: &Client, obj: &Value, dry_run: bool) -> Result<DynamicObject, kube::Error> {
+pub async fn apply(
+    client: &Client,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
     let api = api_for(client, obj).await;
     let name = obj["metadata"]["name"].as_str().unwrap();
     let mut pp = PatchParams::apply("gatehouse-tests").force();

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_operator::render_cmd::render_paths;
-use gatehouse_tests::{api_for, apply, client, eventually, kubeconfig_path, namespace, root, yaml_docs};
+use gatehouse_tests::{
+    api_for, apply, client, eventually, kubeconfig_path, namespace, root, yaml_docs,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
@@ -22,15 +24,23 @@ async fn gatehouse_crds_install_and_become_established() {
     for doc in docs {
         apply(&client, &doc, false).await.expect("CRD applies");
         let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-        eventually(Duration::from_secs(30), &format!("{name} Established"), || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await.ok()?;
-                let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
-                established.then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(30),
+            &format!("{name} Established"),
+            || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let crd = crds.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
         .await;
     }
 }
@@ -45,12 +55,19 @@ async fn every_sample_object_is_accepted() {
         let objects = sample_objects(&set);
         assert!(!objects.is_empty(), "{} is empty", set.display());
         for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
-            apply(&client, obj, false).await.unwrap_or_else(|e| panic!("{}: {e}", set.display()));
+            apply(&client, obj, false)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", set.display()));
         }
         for obj in objects.iter().filter(|o| o["kind"] != "Namespace") {
-            apply(&client, obj, true)
-                .await
-                .unwrap_or_else(|e| panic!("{}: {} {} rejected: {e}", set.display(), obj["kind"], obj["metadata"]["name"]));
+            apply(&client, obj, true).await.unwrap_or_else(|e| {
+                panic!(
+                    "{}: {} {} rejected: {e}",
+                    set.display(),
+                    obj["kind"],
+                    obj["metadata"]["name"]
+                )
+            });
             count += 1;
         }
     }
@@ -63,22 +80,37 @@ async fn every_rendered_child_of_the_samples_is_accepted() {
     let client = client().await;
     let mut count = 0;
     for set in sample_sets() {
-        for obj in sample_objects(&set).iter().filter(|o| o["kind"] == "Namespace") {
+        for obj in sample_objects(&set)
+            .iter()
+            .filter(|o| o["kind"] == "Namespace")
+        {
             apply(&client, obj, false).await.unwrap();
         }
-        let out = render_paths(&[set.clone()]);
+        let out = render_paths(std::slice::from_ref(&set));
         assert!(out.errors.is_empty(), "{}: {:?}", set.display(), out.errors);
         for child in &out.children {
             let ns = child.namespace().map(str::to_string);
             if let Some(ns) = &ns {
                 // Pool objects live in the provider's namespace, which samples need not declare.
-                apply(&client, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), false)
-                    .await
-                    .unwrap();
+                apply(
+                    &client,
+                    &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    false,
+                )
+                .await
+                .unwrap();
             }
-            apply(&client, &child.object, true).await.unwrap_or_else(|e| {
-                panic!("{}: rendered {} {:?}/{} rejected: {e}", set.display(), child.kind.kind(), ns, child.name())
-            });
+            apply(&client, &child.object, true)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: rendered {} {:?}/{} rejected: {e}",
+                        set.display(),
+                        child.kind.kind(),
+                        ns,
+                        child.name()
+                    )
+                });
             count += 1;
         }
     }
@@ -104,25 +136,57 @@ async fn owned_child_is_garbage_collected_after_its_parent_is_deleted() {
         }]},
     });
     let children = api_for(&client, &child).await;
-    children.create(&PostParams::default(), &serde_json::from_value(child.clone()).unwrap()).await.unwrap();
-    api_for(&client, &app).await.delete("parent", &DeleteParams::default()).await.unwrap();
-    eventually(Duration::from_secs(60), "the child to be garbage-collected", || {
-        let children = children.clone();
-        async move { children.get_opt("child").await.ok().flatten().is_none().then_some(()) }
-    })
+    children
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(child.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    api_for(&client, &app)
+        .await
+        .delete("parent", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the child to be garbage-collected",
+        || {
+            let children = children.clone();
+            async move {
+                children
+                    .get_opt("child")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
     .await;
 }
 
 #[test]
 fn kubectl_works_with_the_admin_kubeconfig() {
     let kubectl = |args: &[&str]| {
+        // A private discovery cache: loopback ports get reused across clusters, and a cache
+        // from an earlier cluster without our CRDs would hide them.
+        let cache =
+            std::env::temp_dir().join(format!("gatehouse-kubectl-cache-{}", std::process::id()));
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
+            .arg("--cache-dir")
+            .arg(&cache)
             .args(args)
             .output()
             .expect("kubectl runs");
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     assert!(kubectl(&["get", "namespace", "default", "-o", "name"]).contains("namespace/default"));
@@ -146,7 +210,13 @@ fn sample_sets() -> Vec<std::path::PathBuf> {
 }
 
 fn sample_objects(set: &std::path::Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(set).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(set)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    files.iter().flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap())).collect()
+    files
+        .iter()
+        .flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap()))
+        .collect()
 }

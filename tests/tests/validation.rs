@@ -45,7 +45,11 @@ async fn rejected(obj: Value, needles: &[&str]) {
         Err(kube::Error::Api(e)) => {
             assert_eq!(e.code, 422, "expected 422 Invalid, got {e:?}");
             for n in needles {
-                assert!(e.message.contains(n), "message does not contain {n:?}:\n{}", e.message);
+                assert!(
+                    e.message.contains(n),
+                    "message does not contain {n:?}:\n{}",
+                    e.message
+                );
             }
         }
         Err(e) => panic!("expected a validation error, got {e}"),
@@ -60,8 +64,19 @@ async fn accepted(obj: Value) {
     }
 }
 
+/// Sets the field at `pointer` (its parent must exist), adding it when absent.
 fn with(mut v: Value, pointer: &str, value: Value) -> Value {
-    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer}")) = value;
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    match v
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"))
+    {
+        Value::Object(map) => {
+            map.insert(key.to_string(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+        other => panic!("{parent} is {other}"),
+    }
     v
 }
 
@@ -75,36 +90,93 @@ async fn valid_base_objects_are_accepted() {
 
 #[tokio::test]
 async fn hosts_must_be_dns_names() {
-    let spec = with(base_spec(), "/routes/0/hosts/0", json!("Bad_Host.example.com"));
+    let spec = with(
+        base_spec(),
+        "/routes/0/hosts/0",
+        json!("Bad_Host.example.com"),
+    );
     rejected(app(spec), &["spec.routes[0].hosts[0]", "should match"]).await;
     let spec = with(base_spec(), "/tcp/0/hosts/0", json!("mx..example.com"));
     rejected(app(spec), &["spec.tcp[0].hosts[0]"]).await;
     // A leading wildcard is allowed; one in the middle is not.
-    accepted(app(with(base_spec(), "/routes/0/hosts/0", json!("*.example.com")))).await;
-    rejected(app(with(base_spec(), "/routes/0/hosts/0", json!("a.*.example.com"))), &["spec.routes[0].hosts[0]"]).await;
+    accepted(app(with(
+        base_spec(),
+        "/routes/0/hosts/0",
+        json!("*.example.com"),
+    )))
+    .await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/routes/0/hosts/0",
+            json!("a.*.example.com"),
+        )),
+        &["spec.routes[0].hosts[0]"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ports_must_be_in_range() {
-    rejected(app(with(base_spec(), "/ports/0/port", json!(0))), &["spec.ports[0].port", "greater than or equal to 1"]).await;
-    rejected(app(with(base_spec(), "/ports/0/port", json!(65536))), &["spec.ports[0].port", "less than or equal to 65535"])
-        .await;
+    rejected(
+        app(with(base_spec(), "/ports/0/port", json!(0))),
+        &["spec.ports[0].port", "greater than or equal to 1"],
+    )
+    .await;
+    rejected(
+        app(with(base_spec(), "/ports/0/port", json!(65536))),
+        &["spec.ports[0].port", "less than or equal to 65535"],
+    )
+    .await;
     rejected(
         egress(json!({"rules": [{"to": [{"cidr": "10.0.0.0/8"}], "ports": [{"port": 70000}]}]})),
         &["spec.rules[0].ports[0].port"],
     )
     .await;
-    rejected(app(with(base_spec(), "/ports/0/name", json!("HTTP_PORT"))), &["spec.ports[0].name"]).await;
+    rejected(
+        app(with(base_spec(), "/ports/0/name", json!("HTTP_PORT"))),
+        &["spec.ports[0].name"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn ips_and_cidrs_must_parse_in_both_families() {
-    rejected(app(with(base_spec(), "/tcp/0/addresses/0", json!("192.0.2.300"))), &["spec.tcp[0].addresses[0]", "IPv4 or IPv6"])
-        .await;
-    accepted(app(with(base_spec(), "/tcp/0/addresses/0", json!("2001:db8::25")))).await;
-    rejected(app(with(base_spec(), "/allowFrom/1/cidr", json!("10.0.0.0/33"))), &["spec.allowFrom[1].cidr", "CIDR"]).await;
-    accepted(app(with(base_spec(), "/allowFrom/1/cidr", json!("2001:db8::/32")))).await;
-    rejected(app(with(base_spec(), "/attachments/0/ips/0", json!("192.168.31.13"))), &["spec.attachments[0].ips[0]"]).await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/tcp/0/addresses/0",
+            json!("192.0.2.300"),
+        )),
+        &["spec.tcp[0].addresses[0]", "IPv4 or IPv6"],
+    )
+    .await;
+    accepted(app(with(
+        base_spec(),
+        "/tcp/0/addresses/0",
+        json!("2001:db8::25"),
+    )))
+    .await;
+    rejected(
+        app(with(base_spec(), "/allowFrom/1/cidr", json!("10.0.0.0/33"))),
+        &["spec.allowFrom[1].cidr", "CIDR"],
+    )
+    .await;
+    accepted(app(with(
+        base_spec(),
+        "/allowFrom/1/cidr",
+        json!("2001:db8::/32"),
+    )))
+    .await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/attachments/0/ips/0",
+            json!("192.168.31.13"),
+        )),
+        &["spec.attachments[0].ips[0]"],
+    )
+    .await;
     rejected(
         network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.1-2001:db8::1"]}]}})),
         &["spec.loadBalancer.pools[0].addresses[0]", "range"],
@@ -112,37 +184,95 @@ async fn ips_and_cidrs_must_parse_in_both_families() {
     .await;
     accepted(network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.1-10.0.0.9", "2001:db8::/120"]}]}})))
         .await;
-    rejected(network(json!({"ingress": {"external": {"className": "nginx", "addresses": ["nope"]}}})), &["spec.ingress.external.addresses[0]"])
-        .await;
+    rejected(
+        network(json!({"ingress": {"external": {"className": "nginx", "addresses": ["nope"]}}})),
+        &["spec.ingress.external.addresses[0]"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn mac_must_be_colon_hex() {
-    rejected(app(with(base_spec(), "/attachments/0/mac", json!("02-42-ac-11-00-04"))), &["spec.attachments[0].mac"]).await;
-    rejected(app(with(base_spec(), "/attachments/0/mac", json!("02:42:ac:11:00"))), &["spec.attachments[0].mac"]).await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/attachments/0/mac",
+            json!("02-42-ac-11-00-04"),
+        )),
+        &["spec.attachments[0].mac"],
+    )
+    .await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/attachments/0/mac",
+            json!("02:42:ac:11:00"),
+        )),
+        &["spec.attachments[0].mac"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn enums_are_closed() {
-    rejected(app(with(base_spec(), "/routes/0/exposure", json!("Public"))), &["spec.routes[0].exposure", "Unsupported value"]).await;
-    rejected(app(with(base_spec(), "/ports/0/protocol", json!("ICMP"))), &["spec.ports[0].protocol"]).await;
-    rejected(network(json!({"loadBalancer": {"provider": "F5"}})), &["spec.loadBalancer.provider"]).await;
-    rejected(network(json!({"ipFamilies": ["IPv5"]})), &["spec.ipFamilies[0]"]).await;
-    rejected(network(json!({"policy": {"engine": "Calico"}})), &["spec.policy.engine"]).await;
+    rejected(
+        app(with(base_spec(), "/routes/0/exposure", json!("Public"))),
+        &["spec.routes[0].exposure", "Unsupported value"],
+    )
+    .await;
+    rejected(
+        app(with(base_spec(), "/ports/0/protocol", json!("ICMP"))),
+        &["spec.ports[0].protocol"],
+    )
+    .await;
+    rejected(
+        network(json!({"loadBalancer": {"provider": "F5"}})),
+        &["spec.loadBalancer.provider"],
+    )
+    .await;
+    rejected(
+        network(json!({"ipFamilies": ["IPv5"]})),
+        &["spec.ipFamilies[0]"],
+    )
+    .await;
+    rejected(
+        network(json!({"policy": {"engine": "Calico"}})),
+        &["spec.policy.engine"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn selector_must_not_be_empty() {
-    rejected(app(with(base_spec(), "/selector", json!({}))), &["spec.selector", "at least 1"]).await;
+    rejected(
+        app(with(base_spec(), "/selector", json!({}))),
+        &["spec.selector", "at least 1"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn peers_need_exactly_one_kind() {
-    let spec = with(base_spec(), "/allowFrom/0", json!({"app": {"name": "x"}, "cidr": "10.0.0.0/8"}));
+    let spec = with(
+        base_spec(),
+        "/allowFrom/0",
+        json!({"app": {"name": "x"}, "cidr": "10.0.0.0/8"}),
+    );
     rejected(app(spec), &["spec.allowFrom[0]", "exactly one of"]).await;
-    rejected(app(with(base_spec(), "/allowFrom/0", json!({}))), &["spec.allowFrom[0]", "exactly one of"]).await;
-    rejected(app(with(base_spec(), "/allowFrom/0", json!({"app": {"name": "x"}, "except": ["10.0.0.0/8"]}))), &["except is only allowed together with cidr"])
-        .await;
+    rejected(
+        app(with(base_spec(), "/allowFrom/0", json!({}))),
+        &["spec.allowFrom[0]", "exactly one of"],
+    )
+    .await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/allowFrom/0",
+            json!({"app": {"name": "x"}, "except": ["10.0.0.0/8"]}),
+        )),
+        &["except is only allowed together with cidr"],
+    )
+    .await;
     // namespaceSelector and podSelector together are one kind of peer.
     accepted(app(with(
         base_spec(),
@@ -160,32 +290,67 @@ async fn cel_unique_port_names() {
 
 #[tokio::test]
 async fn cel_route_ports_name_declared_ports() {
-    rejected(app(with(base_spec(), "/routes/0/paths/0/port", json!("admin"))), &["spec.routes", "must name a port declared"]).await;
+    rejected(
+        app(with(base_spec(), "/routes/0/paths/0/port", json!("admin"))),
+        &["spec.routes", "must name a port declared"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn cel_tcp_ports_name_declared_ports() {
-    rejected(app(with(base_spec(), "/tcp/0/port", json!("imaps"))), &["spec.tcp", "must name a port declared"]).await;
+    rejected(
+        app(with(base_spec(), "/tcp/0/port", json!("imaps"))),
+        &["spec.tcp", "must name a port declared"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn cel_unique_hosts() {
-    let spec = with(base_spec(), "/routes", json!([{"hosts": ["a.example.com"]}, {"hosts": ["a.example.com"]}]));
-    rejected(app(spec), &["spec.routes", "a host may appear in only one route"]).await;
-    let spec = with(base_spec(), "/routes/0/hosts", json!(["a.example.com", "a.example.com"]));
+    let spec = with(
+        base_spec(),
+        "/routes",
+        json!([{"hosts": ["a.example.com"]}, {"hosts": ["a.example.com"]}]),
+    );
+    rejected(
+        app(spec),
+        &["spec.routes", "a host may appear in only one route"],
+    )
+    .await;
+    let spec = with(
+        base_spec(),
+        "/routes/0/hosts",
+        json!(["a.example.com", "a.example.com"]),
+    );
     rejected(app(spec), &["spec.routes[0].hosts", "hosts must be unique"]).await;
 }
 
 #[tokio::test]
 async fn cel_fqdn_only_in_egress() {
-    rejected(app(with(base_spec(), "/allowFrom/0", json!({"fqdn": "api.example.com"}))), &["spec.allowFrom", "fqdn peers are only allowed"])
-        .await;
+    rejected(
+        app(with(
+            base_spec(),
+            "/allowFrom/0",
+            json!({"fqdn": "api.example.com"}),
+        )),
+        &["spec.allowFrom", "fqdn peers are only allowed"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn cel_distinct_ip_families() {
-    rejected(network(json!({"ipFamilies": ["IPv6", "IPv6"]})), &["spec.ipFamilies", "must be distinct"]).await;
-    rejected(network(json!({"ipFamilies": ["IPv4", "IPv6", "IPv4"]})), &["spec.ipFamilies", "must have at most 2 items"]).await;
+    rejected(
+        network(json!({"ipFamilies": ["IPv6", "IPv6"]})),
+        &["spec.ipFamilies", "must be distinct"],
+    )
+    .await;
+    rejected(
+        network(json!({"ipFamilies": ["IPv4", "IPv6", "IPv4"]})),
+        &["spec.ipFamilies", "must have at most 2 items"],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -16,12 +16,20 @@ type Key = (String, String);
 pub type ClaimOrder = (Option<k8s_openapi::jiff::Timestamp>, String, String);
 
 pub fn claim_order(app: &ExposedApp) -> ClaimOrder {
-    (app.metadata.creation_timestamp.as_ref().map(|t| t.0), app.namespace().unwrap_or_default(), app.name_any())
+    (
+        app.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        app.namespace().unwrap_or_default(),
+        app.name_any(),
+    )
 }
 
 /// Every host an app names (routes and tcp).
 pub fn app_hosts(app: &ExposedApp) -> impl Iterator<Item = &String> {
-    app.spec.routes.iter().flat_map(|r| r.hosts.iter()).chain(app.spec.tcp.iter().flat_map(|t| t.hosts.iter()))
+    app.spec
+        .routes
+        .iter()
+        .flat_map(|r| r.hosts.iter())
+        .chain(app.spec.tcp.iter().flat_map(|t| t.hosts.iter()))
 }
 
 #[derive(Clone, Debug, Default)]
@@ -47,7 +55,10 @@ impl Context {
         self.remove_app(&a.namespace().unwrap_or_default(), &a.name_any());
         let order = claim_order(&a);
         for host in app_hosts(&a) {
-            self.host_claims.entry(host.clone()).or_default().insert(order.clone());
+            self.host_claims
+                .entry(host.clone())
+                .or_default()
+                .insert(order.clone());
         }
         self.apps.insert(key(&a), Arc::new(a));
     }

@@ -51,8 +51,7 @@ impl Rendered {
     }
 
     fn finish(mut self) -> Self {
-        self.children
-            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.children.sort_by_key(Child::sort_key);
         self.addresses.sort();
         self.addresses.dedup();
         self

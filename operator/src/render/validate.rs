@@ -415,9 +415,10 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
         .collect();
     if !net.domains.is_empty() {
         for (field, host) in &all_hosts {
-            let allowed = net.domains.iter().any(|d| {
-                ip::host_in_zone(host, &d.suffix) && d.namespaces.iter().any(|n| *n == namespace)
-            });
+            let allowed = net
+                .domains
+                .iter()
+                .any(|d| ip::host_in_zone(host, &d.suffix) && d.namespaces.contains(&namespace));
             if !allowed {
                 out.push(Finding::stalling(
                     "HostNotAllowed",
