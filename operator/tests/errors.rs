@@ -32,7 +32,7 @@ fn every_error_fixture_fails_with_its_message() {
             "{} has no `# expect:` line",
             file.display()
         );
-        let out = render_paths(&[file.clone()]);
+        let out = render_paths(std::slice::from_ref(file));
         let prefix = format!("{}/", base.display());
         let actual: Vec<String> = out.errors.iter().map(|e| e.replace(&prefix, "")).collect();
         if actual != expected {
