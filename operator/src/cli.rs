@@ -31,6 +31,12 @@ enum Command {
     },
     /// Print the three CRDs as YAML.
     Crd,
+    /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
+    Run {
+        /// Log as JSON lines (for log collectors) instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -40,6 +46,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::crd::crds_yaml());
             ExitCode::SUCCESS
         }
+        Command::Run { log_json } => run(log_json),
         Command::Render { paths, output } => {
             let out = render_cmd::render_paths(&paths);
             for note in &out.notes {
@@ -55,4 +62,49 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn run(log_json: bool) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let config = match kube::Config::infer().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: no cluster configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let client = match crate::metrics::counting_client(config, metrics.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot build a client: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match crate::reconcile::run(client, metrics, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -2,6 +2,9 @@
 
 pub mod cli;
 pub mod crd;
+pub mod error;
 pub mod input;
+pub mod metrics;
+pub mod reconcile;
 pub mod render;
 pub mod render_cmd;

@@ -52,6 +52,10 @@ impl Context {
         self.networks.insert(n.name_any(), Arc::new(n));
     }
     pub fn add_app(&mut self, a: ExposedApp) {
+        self.insert_app(Arc::new(a));
+    }
+    /// Adds an app the caller already shares (the operator's cache).
+    pub fn insert_app(&mut self, a: Arc<ExposedApp>) {
         self.remove_app(&a.namespace().unwrap_or_default(), &a.name_any());
         let order = claim_order(&a);
         for host in app_hosts(&a) {
@@ -60,7 +64,7 @@ impl Context {
                 .or_default()
                 .insert(order.clone());
         }
-        self.apps.insert(key(&a), Arc::new(a));
+        self.apps.insert(key(a.as_ref()), a);
     }
     pub fn remove_app(&mut self, namespace: &str, name: &str) {
         if let Some(old) = self.apps.remove(&(namespace.to_string(), name.to_string())) {

@@ -1,0 +1,229 @@
+//! Writing children: forced server-side apply of the fully specified object, only when the
+//! live child differs from what is desired, never to an object Gatehouse does not own; and
+//! pruning children that are no longer desired.
+
+use std::collections::HashSet;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::Value;
+
+use super::Shared;
+use super::stores::{LiveChild, owner_matches};
+use crate::error::{Error, Result};
+use crate::render::{Child, ChildKind, Owner};
+
+/// Annotation holding a hash of the desired object: a changed spec (including a field we
+/// stopped setting) shows up in the metadata-only caches without reading the content.
+pub const HASH_ANNOTATION: &str = "gatehouse.dev/desired-hash";
+
+/// What happened to one desired child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Unchanged,
+    Written,
+    /// An object with the child's name exists and is not ours: not touched.
+    Conflict(String),
+}
+
+pub type ChildKey = (ChildKind, Option<String>, String);
+
+pub fn key_of(child: &Child) -> ChildKey {
+    (
+        child.kind,
+        child.namespace().map(str::to_string),
+        child.name().to_string(),
+    )
+}
+
+/// FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`, so an operator
+/// upgrade does not rewrite every child.
+pub fn stable_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Whether every field of `desired` has the same value in `live`. Empty lists, maps and
+/// nulls in `desired` also match an absent field, because the API server drops them.
+pub fn contains(live: Option<&Value>, desired: &Value) -> bool {
+    match (live, desired) {
+        (None, Value::Null) => true,
+        (None, Value::Array(a)) => a.is_empty(),
+        (None, Value::Object(m)) => m.is_empty(),
+        (None, _) => false,
+        (Some(Value::Object(l)), Value::Object(d)) => d.iter().all(|(k, v)| contains(l.get(k), v)),
+        (Some(Value::Array(l)), Value::Array(d)) => {
+            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| contains(Some(lv), dv))
+        }
+        (Some(l), d) => l == d,
+    }
+}
+
+pub fn api(shared: &Shared, kind: ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = super::api_resource(kind);
+    match namespace {
+        Some(ns) => Api::namespaced_with(shared.client.clone(), ns, &ar),
+        None => Api::all_with(shared.client.clone(), &ar),
+    }
+}
+
+fn describe(kind: ChildKind, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{} {ns}/{name}", kind.kind()),
+        None => format!("{} {name}", kind.kind()),
+    }
+}
+
+/// Makes one child true. Reads come from the caches; a GET happens only for a child the
+/// caches do not show as ours (to tell "absent" from "someone else's") or whose metadata
+/// changed since we last checked it.
+pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<Applied> {
+    let (kind, namespace, name) = key_of(child);
+    let what = describe(kind, namespace.as_deref(), &name);
+    let hash = stable_hash(&child.object.to_string());
+    let mut desired = child.object.clone();
+    desired["metadata"]["annotations"][HASH_ANNOTATION] = Value::String(hash.clone());
+    let api = api(shared, kind, namespace.as_deref());
+
+    let cached = shared.stores.child(kind, namespace.as_deref(), &name);
+    let live = match cached {
+        Some(l) if owner_matches(&l.meta, owner) => Some(l),
+        _ => api
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Read {
+                what: what.clone(),
+                source,
+            })?
+            .map(|o| LiveChild {
+                meta: o.metadata.clone(),
+                content: serde_json::to_value(&o).ok(),
+            }),
+    };
+    if let Some(live) = &live {
+        if !owner_matches(&live.meta, owner) {
+            let holder = match super::stores::owner_of(&live.meta) {
+                Some((k, ns, n)) => format!(
+                    "it belongs to {k} {}{n}",
+                    ns.map(|ns| format!("{ns}/")).unwrap_or_default()
+                ),
+                None => "it is not managed by Gatehouse".to_string(),
+            };
+            return Ok(Applied::Conflict(format!(
+                "{what} already exists and {holder}; it was not modified"
+            )));
+        }
+        let live_hash = live
+            .meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(HASH_ANNOTATION));
+        if live_hash == Some(&hash) {
+            let rv = live.meta.resource_version.clone();
+            let key = (kind, namespace.clone(), name.clone());
+            if rv.is_some() && shared.verified.lock().unwrap().get(&key) == rv.as_ref() {
+                return Ok(Applied::Unchanged);
+            }
+            let content = match &live.content {
+                Some(c) => Some(c.clone()),
+                None => api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| Error::Read {
+                        what: what.clone(),
+                        source,
+                    })?
+                    .and_then(|o| serde_json::to_value(&o).ok()),
+            };
+            if let Some(content) = content
+                && contains(Some(&content), &desired)
+            {
+                let rv = content["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string);
+                if let Some(rv) = rv {
+                    shared.verified.lock().unwrap().insert(key, rv);
+                }
+                return Ok(Applied::Unchanged);
+            }
+        }
+    }
+    let params = PatchParams::apply(gatehouse_api::labels::FIELD_MANAGER).force();
+    let written = api
+        .patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(|source| Error::Apply {
+            what: what.clone(),
+            source,
+        })?;
+    if let Some(rv) = written.metadata.resource_version {
+        shared
+            .verified
+            .lock()
+            .unwrap()
+            .insert((kind, namespace, name), rv);
+    }
+    Ok(Applied::Written)
+}
+
+/// Deletes every cached child of `owner` that is not in `keep`. Returns how many.
+pub async fn prune(shared: &Shared, owner: &Owner, keep: &HashSet<ChildKey>) -> Result<usize> {
+    let mut deleted = 0;
+    for (kind, namespace, name) in shared.stores.owned_by(owner) {
+        let key = (kind, namespace.clone(), name.clone());
+        if keep.contains(&key) {
+            continue;
+        }
+        let what = describe(kind, namespace.as_deref(), &name);
+        match api(shared, kind, namespace.as_deref())
+            .delete(&name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => deleted += 1,
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(Error::Prune { what, source }),
+        }
+        shared.verified.lock().unwrap().remove(&key);
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn contains_ignores_server_defaults_and_dropped_empties() {
+        let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}], "clusterIP": "10.96.0.5"}});
+        let desired = json!({"spec": {"ports": [{"port": 80, "targetPort": 80}], "ingress": []}});
+        assert!(contains(Some(&live), &desired));
+    }
+
+    #[test]
+    fn contains_sees_changed_values_and_list_lengths() {
+        let live = json!({"spec": {"ports": [{"port": 80}]}});
+        assert!(!contains(
+            Some(&live),
+            &json!({"spec": {"ports": [{"port": 81}]}})
+        ));
+        assert!(!contains(
+            Some(&live),
+            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})
+        ));
+        assert!(!contains(
+            Some(&live),
+            &json!({"spec": {"type": "LoadBalancer"}})
+        ));
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(stable_hash("gatehouse"), stable_hash("gatehouse"));
+        assert_ne!(stable_hash("a"), stable_hash("b"));
+        assert_eq!(stable_hash(""), "cbf29ce484222325");
+    }
+}

@@ -1,0 +1,126 @@
+//! The ClusterNetwork controller: pools, default deny in matching namespaces, attachment
+//! definitions where apps use them; status with pool usage and the app count.
+
+use std::sync::Arc;
+
+use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, PoolStatus, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::exposed_app::{converge, drop_unserved, publish_stalled};
+use super::status::{self, Assessment};
+use super::{RESYNC, Shared};
+use crate::error::{Error, Result};
+use crate::render::{self, Owner, ip, pool};
+
+#[instrument(skip_all, fields(network = %network.name_any()))]
+pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
+    ctx.metrics
+        .reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let snapshot = ctx.stores.render_context();
+    let owner = Owner::of(network.as_ref());
+    let mut a = Assessment::default();
+    match render::render_cluster_network(&network, &snapshot) {
+        Err(findings) => a.blocking = findings.0,
+        Ok(mut rendered) => {
+            let mut findings = rendered.findings.0.clone();
+            drop_unserved(&mut rendered, &ctx, &mut findings);
+            a.findings = findings;
+            converge(&owner, &rendered, &ctx, &mut a).await?;
+        }
+    }
+    let name = network.name_any();
+    let previous = network.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = ClusterNetworkStatus {
+        observed_generation: network.meta().generation,
+        conditions: status::conditions(&a, network.meta().generation, &previous.conditions, &now),
+        pools: pool_usage(&network, &ctx),
+        exposed_apps: ctx
+            .stores
+            .apps
+            .state()
+            .iter()
+            .filter(|a| a.spec.network == name)
+            .count() as i64,
+    };
+    if status != previous {
+        let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
+        let body = json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "status": status});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(labels::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            what: format!("ClusterNetwork {name}"),
+            source,
+        })?;
+        publish_stalled(
+            network.as_ref(),
+            &previous.conditions,
+            &status.conditions,
+            &ctx,
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Size of each pool and how many of its addresses our LoadBalancer Services hold.
+fn pool_usage(network: &ClusterNetwork, ctx: &Shared) -> Vec<PoolStatus> {
+    let ours: Vec<std::net::IpAddr> = ctx
+        .stores
+        .services
+        .state()
+        .iter()
+        .filter(|s| {
+            s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+        })
+        .flat_map(|s| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip.as_deref().and_then(ip::parse_ip))
+        })
+        .collect();
+    network
+        .spec
+        .load_balancer
+        .pools
+        .iter()
+        .map(|p| {
+            let ranges: Vec<ip::Range> = p
+                .addresses
+                .iter()
+                .filter_map(|a| ip::parse_pool_entry(a))
+                .collect();
+            let allocated = ours
+                .iter()
+                .filter(|addr| ranges.iter().any(|r| r.contains(**addr)))
+                .count() as i64;
+            PoolStatus {
+                name: p.name.clone(),
+                size: pool::pool_size(p),
+                allocated,
+            }
+        })
+        .collect()
+}
+
+pub fn error_policy(network: Arc<ClusterNetwork>, error: &Error, ctx: Shared) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(network = %network.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
+    super::retry_after(error)
+}

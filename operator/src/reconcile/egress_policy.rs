@@ -1,0 +1,82 @@
+//! The EgressPolicy controller.
+
+use std::sync::Arc;
+
+use gatehouse_api::{EgressPolicy, EgressPolicyStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::exposed_app::{converge, drop_unserved, publish_stalled};
+use super::status::{self, Assessment};
+use super::{RESYNC, Shared};
+use crate::error::{Error, Result};
+use crate::render::{self, Owner};
+
+#[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
+pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
+    ctx.metrics
+        .reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let snapshot = ctx.stores.render_context();
+    let owner = Owner::of(policy.as_ref());
+    let mut a = Assessment::default();
+    let mut resolved_peers = Vec::new();
+    let mut rule_count = 0;
+    match render::render_egress_policy(&policy, &snapshot) {
+        Err(findings) => a.blocking = findings.0,
+        Ok(mut rendered) => {
+            let mut findings = rendered.findings.0.clone();
+            drop_unserved(&mut rendered, &ctx, &mut findings);
+            a.findings = findings;
+            converge(&owner, &rendered, &ctx, &mut a).await?;
+            resolved_peers = rendered.resolved_peers.clone();
+            rule_count = policy.spec.rules.len() as i64;
+        }
+    }
+    let previous = policy.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = EgressPolicyStatus {
+        observed_generation: policy.meta().generation,
+        conditions: status::conditions(&a, policy.meta().generation, &previous.conditions, &now),
+        rule_count,
+        resolved_peers,
+        resources: a.resources.clone(),
+    };
+    if status != previous {
+        let what = format!(
+            "EgressPolicy {}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        );
+        let api: Api<EgressPolicy> =
+            Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+        let body = json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "EgressPolicy", "status": status});
+        api.patch_status(
+            &policy.name_any(),
+            &PatchParams::apply(gatehouse_api::labels::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| Error::Status { what, source })?;
+        publish_stalled(
+            policy.as_ref(),
+            &previous.conditions,
+            &status.conditions,
+            &ctx,
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+pub fn error_policy(policy: Arc<EgressPolicy>, error: &Error, ctx: Shared) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(policy = %policy.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
+    super::retry_after(error)
+}

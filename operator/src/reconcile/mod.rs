@@ -1,0 +1,437 @@
+//! The controllers. One reconcile follows the data flow of architecture.md, each step a
+//! named function: fetch context (from the caches) -> validate + render (pure, shared with
+//! `gatehouse render`) -> apply children (only when different, only if ours) -> prune ->
+//! read readiness -> compute conditions (pure) -> patch status only when it changed.
+
+pub mod apply;
+pub mod cluster_network;
+pub mod egress_policy;
+pub mod exposed_app;
+pub mod status;
+pub mod stores;
+pub mod triggers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, future};
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use tokio::sync::mpsc;
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::render::ChildKind;
+use stores::Stores;
+
+/// How often an object is reconciled when nothing triggers it: a safety net against missed
+/// events, cheap because an unchanged object causes no writes.
+pub const RESYNC: Duration = Duration::from_secs(600);
+
+/// State shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    /// (child) -> resourceVersion at which it was last seen to match what we desire.
+    pub verified: Mutex<HashMap<apply::ChildKey, String>>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+pub type Shared = Arc<Context>;
+
+/// The ApiResource of a child kind (no discovery needed: the table in `ChildKind` is fixed).
+pub fn api_resource(kind: ChildKind) -> ApiResource {
+    let (group, version, k, plural, _) = kind.gvk();
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural)
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the Gatehouse CRDs are not installed in this cluster ({0}); install them with `kubectl apply --server-side -f config/crd/`"
+    )]
+    CrdsMissing(String),
+    #[error("cannot reach the API server: {0}")]
+    Unreachable(#[source] kube::Error),
+}
+
+/// Fails with a clear message when the Gatehouse CRDs are missing.
+pub async fn check_crds(client: &Client) -> Result<(), StartError> {
+    for (what, result) in [
+        (
+            "clusternetworks.gatehouse.dev",
+            Api::<ClusterNetwork>::all(client.clone())
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .err(),
+        ),
+        (
+            "exposedapps.gatehouse.dev",
+            Api::<ExposedApp>::all(client.clone())
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .err(),
+        ),
+        (
+            "egresspolicies.gatehouse.dev",
+            Api::<EgressPolicy>::all(client.clone())
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+                .err(),
+        ),
+    ] {
+        match result {
+            None => {}
+            Some(kube::Error::Api(e)) if e.code == 404 => {
+                return Err(StartError::CrdsMissing(format!("{what} is not served")));
+            }
+            Some(e) => return Err(StartError::Unreachable(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Which child kinds the cluster serves. Kinds it does not serve (no Cilium, no MetalLB)
+/// are not watched; an object that needs one is Stalled with reason KindNotInstalled.
+async fn served_kinds(client: &Client) -> Vec<ChildKind> {
+    let mut out = Vec::new();
+    for kind in ChildKind::ALL {
+        let (group, version, k, ..) = kind.gvk();
+        let gvk = GroupVersionKind::gvk(group, version, k);
+        if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
+            out.push(kind);
+        }
+    }
+    out
+}
+
+fn managed() -> watcher::Config {
+    // Small pages keep the initial list of a large cluster from arriving as one huge body.
+    watcher::Config::default()
+        .labels(&format!(
+            "{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE
+        ))
+        .page_size(100)
+}
+
+/// Runs the three controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: impl future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    check_crds(&client).await?;
+    let served = served_kinds(&client).await;
+    let missing: Vec<&str> = ChildKind::ALL
+        .iter()
+        .filter(|k| !served.contains(k))
+        .map(|k| k.kind())
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "some child kinds are not served by this cluster; objects that need them will be Stalled"
+        );
+    }
+
+    let (app_tx, app_rx) = mpsc::unbounded_channel::<ObjectRef<ExposedApp>>();
+    let (egress_tx, egress_rx) = mpsc::unbounded_channel::<ObjectRef<EgressPolicy>>();
+    let (net_tx, net_rx) = mpsc::unbounded_channel::<ObjectRef<ClusterNetwork>>();
+    let triggers = triggers::Triggers {
+        apps: app_tx,
+        policies: egress_tx,
+        networks: net_tx,
+    };
+
+    let mut drivers: Vec<future::BoxFuture<'static, ()>> = Vec::new();
+
+    // The three kinds: shared caches, so the controllers and the dependency triggers read
+    // one copy of each object.
+    let (networks, net_writer) = reflector::store_shared::<ClusterNetwork>(256);
+    let (apps, app_writer) = reflector::store_shared::<ExposedApp>(256);
+    let (policies, egress_writer) = reflector::store_shared::<EgressPolicy>(256);
+    let net_sub = net_writer.subscribe().expect("shared store");
+    let app_sub = app_writer.subscribe().expect("shared store");
+    let egress_sub = egress_writer.subscribe().expect("shared store");
+
+    // Services: all of them (peers and ingress-controller addresses), full content.
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (namespaces, ns_writer) = reflector::store::<Namespace>();
+
+    let mut children = BTreeMap::new();
+    let mut full_children = BTreeMap::new();
+    let mut child_streams: Vec<future::BoxFuture<'static, ()>> = Vec::new();
+    for kind in served.iter().copied().filter(|k| *k != ChildKind::Service) {
+        let ar = api_resource(kind);
+        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+            // Readiness lives in their status: cache the content.
+            let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+            full_children.insert(kind, writer.as_reader());
+            let t = triggers.clone();
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            child_streams.push(
+                watcher(api, managed())
+                    .default_backoff()
+                    .reflect(writer)
+                    .touched_objects()
+                    .for_each(move |o| {
+                        if let Ok(o) = o {
+                            t.child_changed(o.meta());
+                        }
+                        future::ready(())
+                    })
+                    .boxed(),
+            );
+        } else {
+            let writer =
+                reflector::store::Writer::<kube::api::PartialObjectMeta<DynamicObject>>::new(
+                    ar.clone(),
+                );
+            children.insert(kind, writer.as_reader());
+            let t = triggers.clone();
+            // Metadata only: we never read these children's content from the cache.
+            let meta_api: Api<kube::api::PartialObjectMeta<DynamicObject>> =
+                Api::all_with(client.clone(), &ar);
+            child_streams.push(
+                watcher(meta_api, managed())
+                    .default_backoff()
+                    .reflect(writer)
+                    .touched_objects()
+                    .for_each(move |o| {
+                        if let Ok(o) = o {
+                            t.child_changed(&o.metadata);
+                        }
+                        future::ready(())
+                    })
+                    .boxed(),
+            );
+        }
+    }
+
+    let stores = Stores {
+        networks: networks.clone(),
+        apps: apps.clone(),
+        policies: policies.clone(),
+        services: services.clone(),
+        namespaces: namespaces.clone(),
+        children,
+        full_children,
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gatehouse".into(),
+            instance: None,
+        },
+    );
+    let ctx: Shared = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        verified: Mutex::default(),
+        metrics: metrics.clone(),
+        recorder,
+    });
+
+    // Watches feeding the caches and the dependency triggers.
+    {
+        let t = triggers.clone();
+        let s = stores.clone();
+        drivers.push(
+            watcher(
+                Api::<ClusterNetwork>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect_shared(net_writer)
+            .touched_objects()
+            .for_each(move |o| {
+                if let Ok(o) = o {
+                    t.network_changed(&o, &s);
+                }
+                future::ready(())
+            })
+            .boxed(),
+        );
+        let t = triggers.clone();
+        let s = stores.clone();
+        drivers.push(
+            watcher(
+                Api::<ExposedApp>::all(client.clone()),
+                watcher::Config::default().page_size(100),
+            )
+            .default_backoff()
+            .reflect_shared(app_writer)
+            .touched_objects()
+            .for_each(move |o| {
+                if let Ok(o) = o {
+                    t.app_changed(&o, &s);
+                }
+                future::ready(())
+            })
+            .boxed(),
+        );
+        drivers.push(
+            watcher(
+                Api::<EgressPolicy>::all(client.clone()),
+                watcher::Config::default().page_size(100),
+            )
+            .default_backoff()
+            .reflect_shared(egress_writer)
+            .for_each(|_| future::ready(()))
+            .boxed(),
+        );
+        let t = triggers.clone();
+        let s = stores.clone();
+        drivers.push(
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default().page_size(100),
+            )
+            .default_backoff()
+            .reflect(svc_writer)
+            .touched_objects()
+            .for_each(move |o| {
+                if let Ok(o) = o {
+                    t.service_changed(&o, &s);
+                }
+                future::ready(())
+            })
+            .boxed(),
+        );
+        let t = triggers.clone();
+        let s = stores.clone();
+        drivers.push(
+            watcher(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default().page_size(100),
+            )
+            .default_backoff()
+            .reflect(ns_writer)
+            .touched_objects()
+            .for_each(move |o| {
+                if let Ok(_o) = o {
+                    t.namespace_changed(&s);
+                }
+                future::ready(())
+            })
+            .boxed(),
+        );
+    }
+    drivers.extend(child_streams);
+
+    // Reconciles start only once every cache has its initial list, so a first render never
+    // sees a half-filled cluster (and never prunes what it simply has not seen yet).
+    let ready = {
+        let stores = stores.clone();
+        async move { wait_for_caches(&stores).await }
+    };
+
+    let config = kube::runtime::controller::Config::default()
+        .debounce(Duration::from_millis(200))
+        .concurrency(4);
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopper = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+
+    let app_ctl = Controller::for_shared_stream(app_sub, apps)
+        .with_config(config.clone())
+        .reconcile_on(tokio_stream(app_rx))
+        .graceful_shutdown_on(stopper(&stop_tx))
+        .run(
+            exposed_app::reconcile,
+            exposed_app::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let egress_ctl = Controller::for_shared_stream(egress_sub, policies)
+        .with_config(config.clone())
+        .reconcile_on(tokio_stream(egress_rx))
+        .graceful_shutdown_on(stopper(&stop_tx))
+        .run(
+            egress_policy::reconcile,
+            egress_policy::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    let net_ctl = Controller::for_shared_stream(net_sub, networks)
+        .with_config(config)
+        .reconcile_on(tokio_stream(net_rx))
+        .graceful_shutdown_on(stopper(&stop_tx))
+        .run(
+            cluster_network::reconcile,
+            cluster_network::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+
+    let controllers = async move {
+        ready.await;
+        tracing::info!("caches synced; controllers running");
+        futures::join!(app_ctl, egress_ctl, net_ctl);
+    };
+    let watches = future::join_all(drivers);
+    tokio::select! {
+        _ = watches => {}
+        _ = controllers => {}
+        _ = shutdown => {
+            let _ = stop_tx.send(());
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_caches(stores: &Stores) {
+    let _ = stores.networks.wait_until_ready().await;
+    let _ = stores.apps.wait_until_ready().await;
+    let _ = stores.policies.wait_until_ready().await;
+    let _ = stores.services.wait_until_ready().await;
+    let _ = stores.namespaces.wait_until_ready().await;
+    for s in stores.children.values() {
+        let _ = s.wait_until_ready().await;
+    }
+    for s in stores.full_children.values() {
+        let _ = s.wait_until_ready().await;
+    }
+}
+
+fn tokio_stream<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Backoff for transient failures: grows with consecutive errors of the same object is
+/// handled by the controller's scheduler; here a fixed short retry keeps tests quick.
+pub fn retry_after(error: &Error) -> Action {
+    match error {
+        Error::DnsTeardownPending(_) => Action::requeue(Duration::from_millis(500)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+pub fn store_get<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+    name: &str,
+    namespace: Option<&str>,
+) -> Option<Arc<K>> {
+    let mut r = ObjectRef::<K>::new(name);
+    if let Some(ns) = namespace {
+        r = r.within(ns);
+    }
+    store.get(&r)
+}
