@@ -15,7 +15,12 @@ pub struct Metrics {
     pub requests_put: AtomicU64,
     pub requests_patch: AtomicU64,
     pub requests_delete: AtomicU64,
+    /// The last mutating requests as `VERB path`, newest last (bounded), for diagnosing
+    /// where writes went.
+    pub recent_writes: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+const RECENT_WRITES: usize = 256;
 
 impl Metrics {
     /// Requests that change state: POST, PUT, PATCH, DELETE.
@@ -24,6 +29,16 @@ impl Metrics {
             + self.requests_put.load(Ordering::Relaxed)
             + self.requests_patch.load(Ordering::Relaxed)
             + self.requests_delete.load(Ordering::Relaxed)
+    }
+
+    /// The last `n` mutating requests, oldest first.
+    pub fn last_writes(&self, n: usize) -> Vec<String> {
+        let recent = self.recent_writes.lock().unwrap_or_else(|e| e.into_inner());
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 
     fn count(&self, method: &http::Method, watch_or_list: bool) {
@@ -53,6 +68,21 @@ pub fn counting_client(
             || query.contains("limit=")
             || query.contains("labelSelector=");
         metrics.count(req.method(), watch_or_list);
+        if !matches!(
+            *req.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        ) {
+            let line = format!("{} {}", req.method(), req.uri().path());
+            tracing::debug!(request = %line, "write");
+            let mut recent = metrics
+                .recent_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if recent.len() == RECENT_WRITES {
+                recent.pop_front();
+            }
+            recent.push_back(line);
+        }
         req
     });
     Ok(kube::client::ClientBuilder::try_from(config)?

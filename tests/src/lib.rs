@@ -130,3 +130,283 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An operator running in this test process, on its own thread and runtime, with a client
+/// whose requests are counted. Dropping it (or `stop`) shuts it down.
+pub struct Operator {
+    pub metrics: std::sync::Arc<gatehouse_operator::metrics::Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    pub fn start() -> Operator {
+        let metrics = std::sync::Arc::new(gatehouse_operator::metrics::Metrics::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let m = metrics.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+                let config =
+                    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .unwrap();
+                let client =
+                    gatehouse_operator::metrics::counting_client(config, m.clone()).unwrap();
+                let shutdown = async move {
+                    let _ = stop_rx.await;
+                };
+                gatehouse_operator::reconcile::run(client, m, shutdown)
+                    .await
+                    .expect("operator runs");
+            });
+        });
+        Operator {
+            metrics,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.metrics.mutating_requests()
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Waits until the operator's write counter has not moved for `quiet` (it is idle), up
+/// to `timeout`; returns the count.
+pub async fn settle(op: &Operator, quiet: Duration, timeout: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = op.writes();
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = op.writes();
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return now;
+        }
+    }
+}
+
+/// Plays the controllers Gatehouse relies on but this cluster does not run, the way they
+/// would: cert-manager marks Certificates Ready, the load-balancer controller assigns
+/// addresses (requested ones, else the next from 198.51.100.0/24 and 2001:db8:ffff::/112),
+/// external-dns reports DNSEndpoints published. Touches only objects in `namespaces`.
+pub async fn play_controllers(client: &Client, namespaces: &[String]) {
+    use std::sync::atomic::AtomicU32;
+    static NEXT_IP: AtomicU32 = AtomicU32::new(1);
+    let status_pp = PatchParams::default();
+    for ns in namespaces {
+        let certs = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            ns,
+            &gatehouse_operator::reconcile::api_resource(
+                gatehouse_operator::render::ChildKind::Certificate,
+            ),
+        );
+        for c in certs
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let ready = c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+            });
+            if !ready {
+                let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired"}]}});
+                let _ = certs
+                    .patch_status(
+                        &c.metadata.name.clone().unwrap(),
+                        &status_pp,
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
+            }
+        }
+        let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
+        for s in services
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let spec = s.spec.clone().unwrap_or_default();
+            if spec.type_.as_deref() != Some("LoadBalancer") {
+                continue;
+            }
+            let assigned = s
+                .status
+                .as_ref()
+                .and_then(|st| st.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .is_some_and(|i| !i.is_empty());
+            if assigned {
+                continue;
+            }
+            let annotations = s.metadata.annotations.clone().unwrap_or_default();
+            let requested = annotations
+                .get("metallb.io/loadBalancerIPs")
+                .or(annotations.get("lbipam.cilium.io/ips"));
+            let ips: Vec<String> = match requested {
+                Some(list) => list.split(',').map(|x| x.trim().to_string()).collect(),
+                None => {
+                    let n = NEXT_IP.fetch_add(1, Ordering::SeqCst);
+                    let families = spec
+                        .ip_families
+                        .clone()
+                        .unwrap_or_else(|| vec!["IPv4".into()]);
+                    families
+                        .iter()
+                        .map(|f| {
+                            if f == "IPv6" {
+                                format!("2001:db8:ffff::{:x}", n)
+                            } else {
+                                format!("198.51.100.{}", n % 250 + 1)
+                            }
+                        })
+                        .collect()
+                }
+            };
+            let ingress: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+            let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+            let _ = services
+                .patch_status(
+                    &s.metadata.name.clone().unwrap(),
+                    &status_pp,
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
+        let dns = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            ns,
+            &gatehouse_operator::reconcile::api_resource(
+                gatehouse_operator::render::ChildKind::DnsEndpoint,
+            ),
+        );
+        for d in dns
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let generation = d.metadata.generation.unwrap_or(0);
+            if d.data["status"]["observedGeneration"].as_i64() != Some(generation) {
+                let patch = json!({"status": {"observedGeneration": generation}});
+                let _ = dns
+                    .patch_status(
+                        &d.metadata.name.clone().unwrap(),
+                        &status_pp,
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// The status condition `type_` of a Gatehouse object as (status, reason, message).
+pub fn condition(obj: &DynamicObject, type_: &str) -> Option<(String, String, String)> {
+    obj.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Api for a Gatehouse kind (`ExposedApp`, `EgressPolicy`, `ClusterNetwork`).
+pub fn gatehouse_api(client: &Client, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
+    let plural = match kind {
+        "ExposedApp" => "exposedapps",
+        "EgressPolicy" => "egresspolicies",
+        "ClusterNetwork" => "clusternetworks",
+        other => panic!("not a Gatehouse kind: {other}"),
+    };
+    let ar = ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("gatehouse.dev", "v1alpha1", kind),
+        plural,
+    );
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// Waits until a Gatehouse object has condition `type_` with `status` (and `reason`, if
+/// given) for its current generation; returns the object.
+pub async fn wait_condition(
+    api: &Api<DynamicObject>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> DynamicObject {
+    let what = format!(
+        "{name} to have {type_}={status}{}",
+        reason.map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    let mut last = None;
+    let result = tokio::time::timeout(timeout, async {
+        loop {
+            if let Ok(Some(obj)) = api.get_opt(name).await {
+                let generation = obj.metadata.generation;
+                let observed = obj.data["status"]["observedGeneration"].as_i64();
+                let c = condition(&obj, type_);
+                let ok = c
+                    .as_ref()
+                    .is_some_and(|(s, r, _)| s == status && reason.is_none_or(|want| want == r));
+                if ok && observed == generation {
+                    return obj;
+                }
+                last = Some(obj.data["status"].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    result.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; last status: {}",
+            serde_json::to_string_pretty(&last).unwrap()
+        )
+    })
+}

@@ -62,6 +62,25 @@ pub fn contains(live: Option<&Value>, desired: &Value) -> bool {
     }
 }
 
+/// The first path at which `live` does not contain `desired` (for diagnostics).
+pub fn first_difference(live: Option<&Value>, desired: &Value, path: &str) -> Option<String> {
+    match (live, desired) {
+        (Some(Value::Object(l)), Value::Object(d)) => d
+            .iter()
+            .find_map(|(k, v)| first_difference(l.get(k), v, &format!("{path}.{k}"))),
+        (Some(Value::Array(l)), Value::Array(d)) if l.len() == d.len() => l
+            .iter()
+            .zip(d)
+            .enumerate()
+            .find_map(|(i, (lv, dv))| first_difference(Some(lv), dv, &format!("{path}[{i}]"))),
+        _ if contains(live, desired) => None,
+        _ => Some(format!(
+            "{path}: live {} vs desired {desired}",
+            live.map(ToString::to_string).unwrap_or("<absent>".into())
+        )),
+    }
+}
+
 pub fn api(shared: &Shared, kind: ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
     let ar = super::api_resource(kind);
     match namespace {
