@@ -49,7 +49,8 @@ fn merge(base: &mut Value, patch: Value) {
 }
 
 fn app(ns: &str, name: &str, net: &str, spec: Value) -> Value {
-    let mut s = json!({"network": net, "selector": {"app": name}, "ports": [{"name": "http", "port": 80}]});
+    let mut s =
+        json!({"network": net, "selector": {"app": name}, "ports": [{"name": "http", "port": 80}]});
     merge(&mut s, spec);
     json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp", "metadata": {"name": name, "namespace": ns}, "spec": s})
 }
@@ -58,8 +59,16 @@ fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
     gatehouse_api(client, "ExposedApp", Some(ns))
 }
 
-fn dyn_api(client: &Client, kind: gatehouse_operator::render::ChildKind, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &gatehouse_operator::reconcile::api_resource(kind))
+fn dyn_api(
+    client: &Client,
+    kind: gatehouse_operator::render::ChildKind,
+    ns: &str,
+) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &gatehouse_operator::reconcile::api_resource(kind),
+    )
 }
 
 async fn exists(api: &Api<DynamicObject>, name: &str) -> bool {
@@ -68,7 +77,10 @@ async fn exists(api: &Api<DynamicObject>, name: &str) -> bool {
 
 async fn wait_exists(api: &Api<DynamicObject>, name: &str, want: bool) {
     let what = format!("{name} to {}", if want { "exist" } else { "be gone" });
-    eventually(LONG, &what, || async { (exists(api, name).await == want).then_some(()) }).await;
+    eventually(LONG, &what, || async {
+        (exists(api, name).await == want).then_some(())
+    })
+    .await;
 }
 
 async fn converge(client: &Client, ns: &str, name: &str) -> DynamicObject {
@@ -76,10 +88,16 @@ async fn converge(client: &Client, ns: &str, name: &str) -> DynamicObject {
     loop {
         play_controllers(client, &[ns.to_string()]).await;
         let obj = apps(client, ns).get(name).await.unwrap();
-        if condition(&obj, "Ready").is_some_and(|c| c.0 == "True") && obj.data["status"]["observedGeneration"].as_i64() == obj.metadata.generation {
+        if condition(&obj, "Ready").is_some_and(|c| c.0 == "True")
+            && obj.data["status"]["observedGeneration"].as_i64() == obj.metadata.generation
+        {
             return obj;
         }
-        assert!(Instant::now() < deadline, "{ns}/{name} not Ready: {}", obj.data["status"]);
+        assert!(
+            Instant::now() < deadline,
+            "{ns}/{name} not Ready: {}",
+            obj.data["status"]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -87,61 +105,152 @@ async fn converge(client: &Client, ns: &str, name: &str) -> DynamicObject {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_changes_only_what_it_should_and_removing_a_route_prunes() {
     let (client, ns, net, zone) = setup("update", json!({})).await;
-    let spec = json!({"routes": [{"hosts": [format!("a.{zone}")]}, {"hosts": [format!("b.{zone}")]}]});
-    apply(&client, &app(&ns, "web", &net, spec), false).await.unwrap();
+    let spec =
+        json!({"routes": [{"hosts": [format!("a.{zone}")]}, {"hosts": [format!("b.{zone}")]}]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
     converge(&client, &ns, "web").await;
-    let svc_rv = Api::<Service>::namespaced(client.clone(), &ns).get("web").await.unwrap().resource_version();
-    let np_rv = Api::<NetworkPolicy>::namespaced(client.clone(), &ns).get("web-ingress").await.unwrap().resource_version();
+    let svc_rv = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap()
+        .resource_version();
+    let np_rv = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("web-ingress")
+        .await
+        .unwrap()
+        .resource_version();
 
     // Rename host b -> c: Ingress, Certificate and DNSEndpoint change; Service and policy don't.
-    let spec = json!({"routes": [{"hosts": [format!("a.{zone}")]}, {"hosts": [format!("c.{zone}")]}]});
-    apply(&client, &app(&ns, "web", &net, spec), false).await.unwrap();
+    let spec =
+        json!({"routes": [{"hosts": [format!("a.{zone}")]}, {"hosts": [format!("c.{zone}")]}]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
     let obj = converge(&client, &ns, "web").await;
-    let ing = Api::<Ingress>::namespaced(client.clone(), &ns).get("web-external").await.unwrap();
-    let hosts: Vec<String> = ing.spec.unwrap().rules.unwrap().into_iter().filter_map(|r| r.host).collect();
+    let ing = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("web-external")
+        .await
+        .unwrap();
+    let hosts: Vec<String> = ing
+        .spec
+        .unwrap()
+        .rules
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.host)
+        .collect();
     assert_eq!(hosts, [format!("a.{zone}"), format!("c.{zone}")]);
-    let cert = dyn_api(&client, gatehouse_operator::render::ChildKind::Certificate, &ns).get("web").await.unwrap();
-    assert_eq!(cert.data["spec"]["dnsNames"], json!([format!("a.{zone}"), format!("c.{zone}")]));
-    assert_eq!(Api::<Service>::namespaced(client.clone(), &ns).get("web").await.unwrap().resource_version(), svc_rv, "Service untouched");
-    assert_eq!(Api::<NetworkPolicy>::namespaced(client.clone(), &ns).get("web-ingress").await.unwrap().resource_version(), np_rv, "policy untouched");
-    assert_eq!(obj.data["status"]["urls"], json!([format!("https://a.{zone}/"), format!("https://c.{zone}/")]));
+    let cert = dyn_api(
+        &client,
+        gatehouse_operator::render::ChildKind::Certificate,
+        &ns,
+    )
+    .get("web")
+    .await
+    .unwrap();
+    assert_eq!(
+        cert.data["spec"]["dnsNames"],
+        json!([format!("a.{zone}"), format!("c.{zone}")])
+    );
+    assert_eq!(
+        Api::<Service>::namespaced(client.clone(), &ns)
+            .get("web")
+            .await
+            .unwrap()
+            .resource_version(),
+        svc_rv,
+        "Service untouched"
+    );
+    assert_eq!(
+        Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+            .get("web-ingress")
+            .await
+            .unwrap()
+            .resource_version(),
+        np_rv,
+        "policy untouched"
+    );
+    assert_eq!(
+        obj.data["status"]["urls"],
+        json!([format!("https://a.{zone}/"), format!("https://c.{zone}/")])
+    );
 
     // Remove every route: Ingress, Certificate and DNSEndpoint are pruned; Service stays.
-    apply(&client, &app(&ns, "web", &net, json!({})), false).await.unwrap();
+    apply(&client, &app(&ns, "web", &net, json!({})), false)
+        .await
+        .unwrap();
     for kind in [
         gatehouse_operator::render::ChildKind::Ingress,
         gatehouse_operator::render::ChildKind::Certificate,
         gatehouse_operator::render::ChildKind::DnsEndpoint,
     ] {
-        let name = if kind == gatehouse_operator::render::ChildKind::Certificate { "web" } else { "web-external" };
+        let name = if kind == gatehouse_operator::render::ChildKind::Certificate {
+            "web"
+        } else {
+            "web-external"
+        };
         wait_exists(&dyn_api(&client, kind, &ns), name, false).await;
     }
-    assert!(exists(&dyn_api(&client, gatehouse_operator::render::ChildKind::Service, &ns), "web").await);
+    assert!(
+        exists(
+            &dyn_api(&client, gatehouse_operator::render::ChildKind::Service, &ns),
+            "web"
+        )
+        .await
+    );
     converge(&client, &ns, "web").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_or_edited_child_is_put_back() {
     let (client, ns, net, zone) = setup("repair", json!({})).await;
-    apply(&client, &app(&ns, "web", &net, json!({"routes": [{"hosts": [format!("www.{zone}")]}]})), false).await.unwrap();
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": [format!("www.{zone}")]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
     converge(&client, &ns, "web").await;
     let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns);
 
     let start = Instant::now();
-    ingresses.delete("web-external", &DeleteParams::default()).await.unwrap();
-    eventually(LONG, "the deleted Ingress to come back", || async { ingresses.get_opt("web-external").await.unwrap().map(|_| ()) }).await;
+    ingresses
+        .delete("web-external", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(LONG, "the deleted Ingress to come back", || async {
+        ingresses.get_opt("web-external").await.unwrap().map(|_| ())
+    })
+    .await;
     let repaired_delete = start.elapsed();
 
     let start = Instant::now();
     let edit = json!({"spec": {"ingressClassName": "someone-else"}});
-    ingresses.patch("web-external", &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+    ingresses
+        .patch(
+            "web-external",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
     eventually(LONG, "the edited Ingress to be put back", || async {
         let i = ingresses.get("web-external").await.unwrap();
         (i.spec.unwrap().ingress_class_name.as_deref() == Some("nginx")).then_some(())
     })
     .await;
     let repaired_edit = start.elapsed();
-    println!("repair: deleted child back in {repaired_delete:?}, edited child back in {repaired_edit:?}");
+    println!(
+        "repair: deleted child back in {repaired_delete:?}, edited child back in {repaired_edit:?}"
+    );
     assert!(repaired_delete < Duration::from_secs(5) && repaired_edit < Duration::from_secs(5));
 }
 
@@ -160,21 +269,63 @@ async fn an_unowned_object_is_never_touched_and_the_app_is_stalled_with_conflict
         "spec": {"ingressClassName": "theirs", "defaultBackend": {"service": {"name": "x", "port": {"number": 80}}}},
     });
     let ing_created = apply(&client, &ing, false).await.unwrap();
-    apply(&client, &app(&ns, "web", &net, json!({"routes": [{"hosts": [format!("w.{zone}")]}]})), false).await.unwrap();
-    let obj = wait_condition(&apps(&client, &ns), "web", "Stalled", "True", Some("Conflict"), LONG).await;
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": [format!("w.{zone}")]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "web",
+        "Stalled",
+        "True",
+        Some("Conflict"),
+        LONG,
+    )
+    .await;
     let (_, _, message) = condition(&obj, "Stalled").unwrap();
-    assert!(message.contains("Service") && message.contains("web"), "{message}");
+    assert!(
+        message.contains("Service") && message.contains("web"),
+        "{message}"
+    );
     // Let the operator run a few more rounds, then check nothing of theirs changed.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let svc = Api::<Service>::namespaced(client.clone(), &ns).get("web").await.unwrap();
-    assert_eq!(svc.resource_version(), created.resource_version(), "the unowned Service was modified");
-    let i = Api::<Ingress>::namespaced(client.clone(), &ns).get("web-external").await.unwrap();
-    assert_eq!(i.resource_version(), ing_created.resource_version(), "the unowned Ingress was modified");
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.resource_version(),
+        created.resource_version(),
+        "the unowned Service was modified"
+    );
+    let i = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("web-external")
+        .await
+        .unwrap();
+    assert_eq!(
+        i.resource_version(),
+        ing_created.resource_version(),
+        "the unowned Ingress was modified"
+    );
     // An Event tells the user.
     let events = Api::<Event>::namespaced(client.clone(), &ns);
     eventually(LONG, "a Conflict event", || async {
         let list = events.list(&ListParams::default()).await.unwrap();
-        list.items.iter().any(|e| e.reason.as_deref() == Some("Conflict") && e.involved_object.name.as_deref() == Some("web")).then_some(())
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Conflict")
+                    && e.involved_object.name.as_deref() == Some("web")
+            })
+            .then_some(())
     })
     .await;
 }
@@ -184,26 +335,89 @@ async fn a_second_namespace_claiming_a_host_gets_host_conflict() {
     let (client, ns, net, zone) = setup("claims", json!({})).await;
     let other = namespace(&client, "claims-b", json!({})).await;
     let host = format!("shop.{zone}");
-    apply(&client, &app(&ns, "shop", &net, json!({"routes": [{"hosts": [host]}]})), false).await.unwrap();
+    apply(
+        &client,
+        &app(&ns, "shop", &net, json!({"routes": [{"hosts": [host]}]})),
+        false,
+    )
+    .await
+    .unwrap();
     converge(&client, &ns, "shop").await;
-    apply(&client, &app(&other, "shop", &net, json!({"routes": [{"hosts": [host]}]})), false).await.unwrap();
-    let obj = wait_condition(&apps(&client, &other), "shop", "Stalled", "True", Some("HostConflict"), LONG).await;
+    apply(
+        &client,
+        &app(&other, "shop", &net, json!({"routes": [{"hosts": [host]}]})),
+        false,
+    )
+    .await
+    .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &other),
+        "shop",
+        "Stalled",
+        "True",
+        Some("HostConflict"),
+        LONG,
+    )
+    .await;
     let (_, _, message) = condition(&obj, "Stalled").unwrap();
-    assert!(message.contains(&format!("{ns}/shop")), "names the holder: {message}");
-    assert!(!exists(&dyn_api(&client, gatehouse_operator::render::ChildKind::Ingress, &other), "shop-external").await, "no route for the loser");
+    assert!(
+        message.contains(&format!("{ns}/shop")),
+        "names the holder: {message}"
+    );
+    assert!(
+        !exists(
+            &dyn_api(
+                &client,
+                gatehouse_operator::render::ChildKind::Ingress,
+                &other
+            ),
+            "shop-external"
+        )
+        .await,
+        "no route for the loser"
+    );
     // When the holder goes, the claim passes to the second app.
-    apps(&client, &ns).delete("shop", &DeleteParams::default()).await.unwrap();
-    wait_condition(&apps(&client, &other), "shop", "Stalled", "False", None, LONG).await;
+    apps(&client, &ns)
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_condition(
+        &apps(&client, &other),
+        "shop",
+        "Stalled",
+        "False",
+        None,
+        LONG,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_app_removes_dns_first_and_all_children_after() {
     let (client, ns, net, zone) = setup("teardown", json!({})).await;
-    apply(&client, &app(&ns, "web", &net, json!({"routes": [{"hosts": [format!("t.{zone}")]}]})), false).await.unwrap();
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": [format!("t.{zone}")]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
     converge(&client, &ns, "web").await;
-    let dns = dyn_api(&client, gatehouse_operator::render::ChildKind::DnsEndpoint, &ns);
+    let dns = dyn_api(
+        &client,
+        gatehouse_operator::render::ChildKind::DnsEndpoint,
+        &ns,
+    );
     let ing = dyn_api(&client, gatehouse_operator::render::ChildKind::Ingress, &ns);
-    apps(&client, &ns).delete("web", &DeleteParams::default()).await.unwrap();
+    apps(&client, &ns)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
     let start = Instant::now();
     let (mut dns_gone, mut ing_gone) = (None, None);
     while (dns_gone.is_none() || ing_gone.is_none()) && start.elapsed() < Duration::from_secs(60) {
@@ -215,12 +429,21 @@ async fn deleting_an_app_removes_dns_first_and_all_children_after() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (dns_gone, ing_gone) = (dns_gone.expect("DNSEndpoint removed"), ing_gone.expect("Ingress removed"));
-    assert!(dns_gone <= ing_gone, "DNS went at {dns_gone:?}, routes at {ing_gone:?}");
+    let (dns_gone, ing_gone) = (
+        dns_gone.expect("DNSEndpoint removed"),
+        ing_gone.expect("Ingress removed"),
+    );
+    assert!(
+        dns_gone <= ing_gone,
+        "DNS went at {dns_gone:?}, routes at {ing_gone:?}"
+    );
     for (kind, name) in [
         (gatehouse_operator::render::ChildKind::Service, "web"),
         (gatehouse_operator::render::ChildKind::Certificate, "web"),
-        (gatehouse_operator::render::ChildKind::NetworkPolicy, "web-ingress"),
+        (
+            gatehouse_operator::render::ChildKind::NetworkPolicy,
+            "web-ingress",
+        ),
     ] {
         wait_exists(&dyn_api(&client, kind, &ns), name, false).await;
     }
@@ -231,18 +454,40 @@ async fn default_deny_reaches_a_namespace_created_later_and_leaves_when_it_stops
     let label = format!("deny-{}", std::process::id());
     let (client, _ns, net, _) =
         setup("deny", json!({"policy": {"defaultDeny": {"namespaceSelector": {"matchLabels": {"gatehouse-test": label}}}}})).await;
-    wait_condition(&gatehouse_api(&client, "ClusterNetwork", None), &net, "Ready", "True", None, LONG).await;
+    wait_condition(
+        &gatehouse_api(&client, "ClusterNetwork", None),
+        &net,
+        "Ready",
+        "True",
+        None,
+        LONG,
+    )
+    .await;
     let later = namespace(&client, "deny-later", json!({"gatehouse-test": label})).await;
     let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &later);
-    let np = eventually(LONG, "default deny in the new namespace", || async { policies.get_opt("gatehouse-default-deny").await.unwrap() }).await;
+    let np = eventually(LONG, "default deny in the new namespace", || async {
+        policies.get_opt("gatehouse-default-deny").await.unwrap()
+    })
+    .await;
     assert_eq!(np.labels().get("gatehouse.dev/owner-name"), Some(&net));
     // The DNS hole is there.
     let egress = np.spec.unwrap().egress.unwrap();
     assert_eq!(egress[0].ports.as_ref().unwrap().len(), 2);
     // Remove the label: the baseline goes.
     let patch = json!({"metadata": {"labels": {"gatehouse-test": null}}});
-    Api::<Namespace>::all(client.clone()).patch(&later, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually(LONG, "default deny to leave the namespace", || async { policies.get_opt("gatehouse-default-deny").await.unwrap().is_none().then_some(()) }).await;
+    Api::<Namespace>::all(client.clone())
+        .patch(&later, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(LONG, "default deny to leave the namespace", || async {
+        policies
+            .get_opt("gatehouse-default-deny")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,39 +501,131 @@ async fn fqdn_under_the_kubernetes_engine_stalls_while_other_rules_apply() {
             {"to": [{"cidr": "10.0.0.0/8"}], "ports": [{"port": 5432}]}]},
     });
     apply(&client, &policy, false).await.unwrap();
-    let obj = wait_condition(&gatehouse_api(&client, "EgressPolicy", Some(&ns)), "out", "Stalled", "True", Some("FQDNUnsupported"), LONG).await;
-    assert!(condition(&obj, "Stalled").unwrap().2.contains("spec.rules[0].to[0].fqdn"));
-    let np = Api::<NetworkPolicy>::namespaced(client.clone(), &ns).get("out-egress").await.unwrap();
+    let obj = wait_condition(
+        &gatehouse_api(&client, "EgressPolicy", Some(&ns)),
+        "out",
+        "Stalled",
+        "True",
+        Some("FQDNUnsupported"),
+        LONG,
+    )
+    .await;
+    assert!(
+        condition(&obj, "Stalled")
+            .unwrap()
+            .2
+            .contains("spec.rules[0].to[0].fqdn")
+    );
+    let np = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("out-egress")
+        .await
+        .unwrap();
     let rules = np.spec.unwrap().egress.unwrap();
     assert_eq!(rules.len(), 2, "DNS plus the cidr rule");
-    assert_eq!(rules[1].to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "10.0.0.0/8");
+    assert_eq!(
+        rules[1].to.as_ref().unwrap()[0]
+            .ip_block
+            .as_ref()
+            .unwrap()
+            .cidr,
+        "10.0.0.0/8"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reference_to_a_service_that_appears_later_resolves_when_it_appears() {
     let (client, ns, net, _) = setup("laterref", json!({})).await;
-    apply(&client, &app(&ns, "db", &net, json!({"allowFrom": [{"service": {"name": "backup"}}]})), false).await.unwrap();
-    let obj = wait_condition(&apps(&client, &ns), "db", "Reconciling", "True", Some("ReferenceNotFound"), LONG).await;
-    assert!(condition(&obj, "Ready").unwrap().2.contains("spec.allowFrom[0]"));
+    apply(
+        &client,
+        &app(
+            &ns,
+            "db",
+            &net,
+            json!({"allowFrom": [{"service": {"name": "backup"}}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "db",
+        "Reconciling",
+        "True",
+        Some("ReferenceNotFound"),
+        LONG,
+    )
+    .await;
+    assert!(
+        condition(&obj, "Ready")
+            .unwrap()
+            .2
+            .contains("spec.allowFrom[0]")
+    );
     let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
     let np = policies.get("db-ingress").await.unwrap();
-    assert!(np.spec.unwrap().ingress.unwrap_or_default().is_empty(), "an unresolved peer admits nobody");
+    assert!(
+        np.spec.unwrap().ingress.unwrap_or_default().is_empty(),
+        "an unresolved peer admits nobody"
+    );
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backup", "namespace": ns}, "spec": {"selector": {"app": "restic"}, "ports": [{"port": 1}]}});
     apply(&client, &svc, false).await.unwrap();
     wait_condition(&apps(&client, &ns), "db", "Ready", "True", None, LONG).await;
     let np = policies.get("db-ingress").await.unwrap();
     let from = np.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap();
-    assert_eq!(from[0].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app"], "restic");
+    assert_eq!(
+        from[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app"],
+        "restic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_is_stalled_naming_the_field_and_recovers_on_a_fix() {
     let (client, ns, net, zone) = setup("invalid", json!({})).await;
-    apply(&client, &app(&ns, "web", &net, json!({"routes": [{"hosts": ["www.elsewhere.org"]}]})), false).await.unwrap();
-    let obj = wait_condition(&apps(&client, &ns), "web", "Stalled", "True", Some("InvalidSpec"), LONG).await;
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": ["www.elsewhere.org"]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "web",
+        "Stalled",
+        "True",
+        Some("InvalidSpec"),
+        LONG,
+    )
+    .await;
     let message = condition(&obj, "Stalled").unwrap().2;
-    assert!(message.contains("spec.routes[0].hosts[0]") && message.contains("www.elsewhere.org"), "{message}");
-    apply(&client, &app(&ns, "web", &net, json!({"routes": [{"hosts": [format!("www.{zone}")]}]})), false).await.unwrap();
+    assert!(
+        message.contains("spec.routes[0].hosts[0]") && message.contains("www.elsewhere.org"),
+        "{message}"
+    );
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": [format!("www.{zone}")]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
     converge(&client, &ns, "web").await;
 }
 
@@ -296,15 +633,35 @@ async fn an_invalid_spec_is_stalled_naming_the_field_and_recovers_on_a_fix() {
 async fn tcp_dns_records_appear_once_the_address_is_assigned() {
     let (client, ns, net, zone) = setup("tcpdns", json!({})).await;
     let spec = json!({"ports": [{"name": "smtp", "port": 25}], "tcp": [{"port": "smtp", "hosts": [format!("mx.{zone}")]}]});
-    apply(&client, &app(&ns, "mail", &net, spec), false).await.unwrap();
-    let obj = wait_condition(&apps(&client, &ns), "mail", "AddressAssigned", "False", None, LONG).await;
+    apply(&client, &app(&ns, "mail", &net, spec), false)
+        .await
+        .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "mail",
+        "AddressAssigned",
+        "False",
+        None,
+        LONG,
+    )
+    .await;
     assert_eq!(condition(&obj, "Ready").unwrap().0, "False");
-    let dns = dyn_api(&client, gatehouse_operator::render::ChildKind::DnsEndpoint, &ns);
-    assert!(!exists(&dns, "mail-external").await, "no record before an address exists");
+    let dns = dyn_api(
+        &client,
+        gatehouse_operator::render::ChildKind::DnsEndpoint,
+        &ns,
+    );
+    assert!(
+        !exists(&dns, "mail-external").await,
+        "no record before an address exists"
+    );
     let obj = converge(&client, &ns, "mail").await;
     let record = dns.get("mail-external").await.unwrap();
     let endpoints = record.data["spec"]["endpoints"].as_array().unwrap().clone();
-    let types: Vec<&str> = endpoints.iter().map(|e| e["recordType"].as_str().unwrap()).collect();
+    let types: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e["recordType"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["A", "AAAA"], "dual stack gives A and AAAA");
     assert_eq!(obj.data["status"]["addresses"].as_array().unwrap().len(), 2);
 }

@@ -325,7 +325,7 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         Duration::from_secs(30),
     )
     .await;
-    let before = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
+    let before = settle(op, Duration::from_secs(2), Duration::from_secs(30)).await;
     let app = json!({
         "apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp",
         "metadata": {"name": "web", "namespace": ns},
@@ -341,7 +341,7 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         Duration::from_secs(30),
     )
     .await;
-    let after = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
+    let after = settle(op, Duration::from_secs(2), Duration::from_secs(30)).await;
     let children = 2; // Service web, NetworkPolicy web-ingress
     let writes = after - before;
     let what = op.metrics.last_writes(writes as usize);

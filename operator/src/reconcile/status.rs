@@ -192,6 +192,57 @@ pub fn conditions(
     out
 }
 
+/// Readiness of one child from its cached content (None: content not cached, only that it
+/// exists). Services of type LoadBalancer need an address, Certificates their Ready
+/// condition, DNSEndpoints an observedGeneration that caught up; everything else is ready
+/// once it exists.
+pub fn child_ready(
+    kind: crate::render::ChildKind,
+    live: Option<&serde_json::Value>,
+) -> (bool, Option<String>) {
+    use crate::render::ChildKind;
+    let Some(live) = live else {
+        return (true, None);
+    };
+    match kind {
+        ChildKind::Service if live["spec"]["type"] == "LoadBalancer" => {
+            let assigned = live["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            if assigned {
+                (true, None)
+            } else {
+                (false, Some("waiting for a load-balancer address".into()))
+            }
+        }
+        ChildKind::Certificate => {
+            let ready = live["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .cloned();
+            match ready {
+                Some(c) if c["status"] == "True" => (true, None),
+                Some(c) => {
+                    let reason = c["reason"].as_str().unwrap_or("NotReady");
+                    let message = c["message"].as_str().unwrap_or_default();
+                    (false, Some(format!("{reason}: {message}")))
+                }
+                None => (false, Some("not issued yet".into())),
+            }
+        }
+        ChildKind::DnsEndpoint => {
+            let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
+            let observed = live["status"]["observedGeneration"].as_i64();
+            if observed.is_some_and(|o| o >= generation) {
+                (true, None)
+            } else {
+                (false, Some("not published by external-dns yet".into()))
+            }
+        }
+        _ => (true, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,56 +373,5 @@ mod tests {
             t("2026-01-01T00:00:00Z"),
             "Reconciling stayed False"
         );
-    }
-}
-
-/// Readiness of one child from its cached content (None: content not cached, only that it
-/// exists). Services of type LoadBalancer need an address, Certificates their Ready
-/// condition, DNSEndpoints an observedGeneration that caught up; everything else is ready
-/// once it exists.
-pub fn child_ready(
-    kind: crate::render::ChildKind,
-    live: Option<&serde_json::Value>,
-) -> (bool, Option<String>) {
-    use crate::render::ChildKind;
-    let Some(live) = live else {
-        return (true, None);
-    };
-    match kind {
-        ChildKind::Service if live["spec"]["type"] == "LoadBalancer" => {
-            let assigned = live["status"]["loadBalancer"]["ingress"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty());
-            if assigned {
-                (true, None)
-            } else {
-                (false, Some("waiting for a load-balancer address".into()))
-            }
-        }
-        ChildKind::Certificate => {
-            let ready = live["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .cloned();
-            match ready {
-                Some(c) if c["status"] == "True" => (true, None),
-                Some(c) => {
-                    let reason = c["reason"].as_str().unwrap_or("NotReady");
-                    let message = c["message"].as_str().unwrap_or_default();
-                    (false, Some(format!("{reason}: {message}")))
-                }
-                None => (false, Some("not issued yet".into())),
-            }
-        }
-        ChildKind::DnsEndpoint => {
-            let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
-            let observed = live["status"]["observedGeneration"].as_i64();
-            if observed.is_some_and(|o| o >= generation) {
-                (true, None)
-            } else {
-                (false, Some("not published by external-dns yet".into()))
-            }
-        }
-        _ => (true, None),
     }
 }
