@@ -39,15 +39,15 @@ fmt:
 	$(CARGO) fmt --all
 
 unit:
-	$(CARGO) test --workspace --exclude gatehouse-tests
+	@hack/cargo-test.sh --workspace --all-targets --exclude gatehouse-tests
 
 # Builds the control plane when it is not cached, starts it, runs every test, and always
 # stops it again (also when a test fails or the run is interrupted).
 test: controlplane
-	@hack/with-cluster.sh $(CARGO) test --workspace --no-fail-fast
+	@hack/with-cluster.sh hack/cargo-test.sh --workspace --all-targets --no-fail-fast
 
 integration: controlplane
-	@hack/with-cluster.sh $(CARGO) test -p gatehouse-tests --no-fail-fast
+	@hack/with-cluster.sh hack/cargo-test.sh -p gatehouse-tests --all-targets --no-fail-fast
 
 demo: controlplane build
 	@hack/demo.sh
