@@ -70,6 +70,14 @@ pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Acti
         )
         .await;
     }
+    super::succeeded(
+        &ctx,
+        &format!(
+            "ClusterNetwork/{}/{}",
+            network.namespace().unwrap_or_default(),
+            network.name_any()
+        ),
+    );
     Ok(Action::requeue(RESYNC))
 }
 
@@ -122,5 +130,13 @@ pub fn error_policy(network: Arc<ClusterNetwork>, error: &Error, ctx: Shared) ->
         .reconcile_errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(network = %network.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(error)
+    super::retry_after(
+        &ctx,
+        format!(
+            "ClusterNetwork/{}/{}",
+            network.namespace().unwrap_or_default(),
+            network.name_any()
+        ),
+        error,
+    )
 }

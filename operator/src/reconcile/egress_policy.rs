@@ -70,6 +70,14 @@ pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action>
         )
         .await;
     }
+    super::succeeded(
+        &ctx,
+        &format!(
+            "EgressPolicy/{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        ),
+    );
     Ok(Action::requeue(RESYNC))
 }
 
@@ -78,5 +86,13 @@ pub fn error_policy(policy: Arc<EgressPolicy>, error: &Error, ctx: Shared) -> Ac
         .reconcile_errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(policy = %policy.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(error)
+    super::retry_after(
+        &ctx,
+        format!(
+            "EgressPolicy/{}/{}",
+            policy.namespace().unwrap_or_default(),
+            policy.name_any()
+        ),
+        error,
+    )
 }

@@ -26,7 +26,12 @@ pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let api: Api<ExposedApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    finalizer(&api, gatehouse_api::labels::FINALIZER, app, |event| async {
+    let key = format!(
+        "ExposedApp/{}/{}",
+        app.namespace().unwrap_or_default(),
+        app.name_any()
+    );
+    let result = finalizer(&api, gatehouse_api::labels::FINALIZER, app, |event| async {
         match event {
             Finalizer::Apply(app) => apply_app(&app, &ctx).await,
             Finalizer::Cleanup(app) => teardown_dns_first(&app, &ctx).await,
@@ -37,7 +42,11 @@ pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
-    })
+    });
+    if result.is_ok() {
+        super::succeeded(&ctx, &key);
+    }
+    result
 }
 
 pub fn error_policy(app: Arc<ExposedApp>, error: &Error, ctx: Shared) -> Action {
@@ -45,7 +54,15 @@ pub fn error_policy(app: Arc<ExposedApp>, error: &Error, ctx: Shared) -> Action 
         .reconcile_errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(app = %app.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(error)
+    super::retry_after(
+        &ctx,
+        format!(
+            "ExposedApp/{}/{}",
+            app.namespace().unwrap_or_default(),
+            app.name_any()
+        ),
+        error,
+    )
 }
 
 /// Children of kinds the cluster does not serve cannot be written: say so instead.

@@ -43,6 +43,8 @@ pub struct Context {
     pub verified: Mutex<HashMap<apply::ChildKey, String>>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff; cleared on success.
+    pub failures: Mutex<HashMap<String, u32>>,
 }
 
 pub type Shared = Arc<Context>;
@@ -241,6 +243,7 @@ pub async fn run(
         verified: Mutex::default(),
         metrics: metrics.clone(),
         recorder,
+        failures: Mutex::default(),
     });
 
     // Watches feeding the caches and the dependency triggers.
@@ -415,13 +418,27 @@ fn tokio_stream<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Backoff for transient failures: grows with consecutive errors of the same object is
-/// handled by the controller's scheduler; here a fixed short retry keeps tests quick.
-pub fn retry_after(error: &Error) -> Action {
-    match error {
-        Error::DnsTeardownPending(_) => Action::requeue(Duration::from_millis(500)),
-        _ => Action::requeue(Duration::from_secs(5)),
+/// Backoff for transient failures: 1 s doubling per consecutive failure of the same object,
+/// at most 5 min. Waiting for DNS teardown is not a failure and polls quickly.
+pub fn retry_after(ctx: &Context, key: String, error: &Error) -> Action {
+    if let Error::DnsTeardownPending(_) = error {
+        return Action::requeue(Duration::from_millis(500));
     }
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let n = failures.entry(key).or_insert(0);
+    *n = n.saturating_add(1);
+    Action::requeue(backoff(*n))
+}
+
+/// Delay after `n` consecutive failures.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// A successful reconcile clears the object's failure count.
+pub fn succeeded(ctx: &Context, key: &str) {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    failures.remove(key);
 }
 
 pub fn store_get<K: Resource<DynamicType = ()> + Clone>(
@@ -434,4 +451,16 @@ pub fn store_get<K: Resource<DynamicType = ()> + Clone>(
         r = r.within(ns);
     }
     store.get(&r)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let secs: Vec<u64> = [1, 2, 3, 4, 9, 10, 30]
+            .iter()
+            .map(|n| super::backoff(*n).as_secs())
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 8, 256, 300, 300]);
+    }
 }
