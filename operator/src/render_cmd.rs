@@ -67,7 +67,7 @@ pub fn render_paths(paths: &[PathBuf]) -> Output {
     for (origin, p) in &inputs.policies {
         take(origin, render::render_egress_policy(p, ctx));
     }
-    children.sort_by_key(|a| a.sort_key());
+    children.sort_by(Child::order);
     Output {
         children,
         errors,

@@ -51,7 +51,7 @@ impl Rendered {
     }
 
     fn finish(mut self) -> Self {
-        self.children.sort_by_key(Child::sort_key);
+        self.children.sort_by(Child::order);
         self.addresses.sort();
         self.addresses.dedup();
         self

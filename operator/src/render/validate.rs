@@ -396,7 +396,8 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
     }
 
     // Host ownership: domains[] per namespace, and first claimant wins across apps.
-    let all_hosts: Vec<(String, &String)> = spec
+    // (field path, host); the path is only formatted when a finding needs it.
+    let all_hosts: Vec<(&str, usize, usize, &String)> = spec
         .routes
         .iter()
         .enumerate()
@@ -404,17 +405,18 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
             r.hosts
                 .iter()
                 .enumerate()
-                .map(move |(j, h)| (format!("spec.routes[{i}].hosts[{j}]"), h))
+                .map(move |(j, h)| ("routes", i, j, h))
         })
         .chain(spec.tcp.iter().enumerate().flat_map(|(i, t)| {
             t.hosts
                 .iter()
                 .enumerate()
-                .map(move |(j, h)| (format!("spec.tcp[{i}].hosts[{j}]"), h))
+                .map(move |(j, h)| ("tcp", i, j, h))
         }))
         .collect();
+    let field = |list: &str, i: usize, j: usize| format!("spec.{list}[{i}].hosts[{j}]");
     if !net.domains.is_empty() {
-        for (field, host) in &all_hosts {
+        for &(list, i, j, host) in &all_hosts {
             let allowed = net
                 .domains
                 .iter()
@@ -422,17 +424,17 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
             if !allowed {
                 out.push(Finding::stalling(
                     "HostNotAllowed",
-                    field.clone(),
+                    field(list, i, j),
                     format!("host {host:?} is not under a domain that ClusterNetwork {net_name} grants to namespace {namespace:?} (spec.domains)"),
                 ));
             }
         }
     }
-    for (field, host) in &all_hosts {
+    for &(list, i, j, host) in &all_hosts {
         if let Some(holder) = earlier_claimant(app, host, ctx) {
             out.push(Finding::stalling(
                 reason::HOST_CONFLICT,
-                field.clone(),
+                field(list, i, j),
                 format!("host {host:?} is already claimed by ExposedApp {holder}"),
             ));
         }
