@@ -410,3 +410,27 @@ pub async fn wait_condition(
         )
     })
 }
+
+/// The sample set directories under config/samples, sorted.
+pub fn sample_sets() -> Vec<PathBuf> {
+    let mut sets: Vec<_> = std::fs::read_dir(root().join("config/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    sets.sort();
+    sets
+}
+
+/// Every document of a sample set, files in name order.
+pub fn sample_objects(set: &std::path::Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(set)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap()))
+        .collect()
+}

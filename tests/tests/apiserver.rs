@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use gatehouse_operator::render_cmd::render_paths;
 use gatehouse_tests::{
-    api_for, apply, client, eventually, kubeconfig_path, namespace, root, yaml_docs,
+    api_for, apply, client, eventually, kubeconfig_path, namespace, root, sample_objects,
+    sample_sets, yaml_docs,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn gatehouse_crds_install_and_become_established() {
@@ -196,27 +197,4 @@ fn kubectl_works_with_the_admin_kubeconfig() {
     assert!(explain.contains("PROXY protocol"), "{explain}");
     let explain = kubectl(&["explain", "clusternetwork.spec.policy.defaultDeny"]);
     assert!(explain.contains("gatehouse-default-deny"), "{explain}");
-}
-
-fn sample_sets() -> Vec<std::path::PathBuf> {
-    let mut sets: Vec<_> = std::fs::read_dir(root().join("config/samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    sets.sort();
-    assert_eq!(sets.len(), 5);
-    sets
-}
-
-fn sample_objects(set: &std::path::Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(set)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap()))
-        .collect()
 }

@@ -373,25 +373,3 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         "new ExposedApp with {children} children: {app_writes} writes to the app and its children, {network_writes} to its network's status: {what:?}"
     )
 }
-
-fn sample_sets() -> Vec<std::path::PathBuf> {
-    let mut sets: Vec<_> = std::fs::read_dir(root().join("config/samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    sets.sort();
-    sets
-}
-
-fn sample_objects(set: &std::path::Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(set)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap()))
-        .collect()
-}

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, PoolStatus, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::exposed_app::{converge, drop_unserved, publish_stalled};
@@ -51,17 +50,7 @@ pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Acti
     };
     if status != previous {
         let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
-        let body = json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "status": status});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(labels::FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("ClusterNetwork {name}"),
-            source,
-        })?;
+        super::apply_status(&api, "ClusterNetwork", &name, &status).await?;
         publish_stalled(
             network.as_ref(),
             &previous.conditions,

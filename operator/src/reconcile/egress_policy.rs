@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use gatehouse_api::{EgressPolicy, EgressPolicyStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::exposed_app::{converge, drop_unserved, publish_stalled};
@@ -47,21 +46,9 @@ pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action>
         resources: a.resources.clone(),
     };
     if status != previous {
-        let what = format!(
-            "EgressPolicy {}/{}",
-            policy.namespace().unwrap_or_default(),
-            policy.name_any()
-        );
         let api: Api<EgressPolicy> =
             Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-        let body = json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "EgressPolicy", "status": status});
-        api.patch_status(
-            &policy.name_any(),
-            &PatchParams::apply(gatehouse_api::labels::FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| Error::Status { what, source })?;
+        super::apply_status(&api, "EgressPolicy", &policy.name_any(), &status).await?;
         publish_stalled(
             policy.as_ref(),
             &previous.conditions,

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use gatehouse_api::{ExposedApp, ExposedAppStatus, ResourceStatus, reason};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use super::apply::{self, Applied};
@@ -249,22 +248,9 @@ async fn write_status(
     if previous == status {
         return Ok(());
     }
-    let what = format!(
-        "ExposedApp {}/{}",
-        app.namespace().unwrap_or_default(),
-        app.name_any()
-    );
     let api: Api<ExposedApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let body =
-        json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp", "status": status});
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::apply(gatehouse_api::labels::FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| Error::Status { what, source })?;
+    super::apply_status(&api, "ExposedApp", &app.name_any(), status).await?;
     publish_stalled(app, &previous.conditions, &status.conditions, ctx).await;
     Ok(())
 }

@@ -182,19 +182,13 @@ pub async fn run(
             full_children.insert(kind, writer.as_reader());
             let t = triggers.clone();
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            child_streams.push(
-                watcher(api, managed())
-                    .default_backoff()
-                    .reflect(writer)
-                    .touched_objects()
-                    .for_each(move |o| {
-                        if let Ok(o) = o {
-                            t.child_changed(o.meta());
-                        }
-                        future::ready(())
-                    })
-                    .boxed(),
-            );
+            let events = watcher(api, managed())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects();
+            child_streams.push(on_each(events, move |o: &DynamicObject| {
+                t.child_changed(o.meta())
+            }));
         } else {
             let writer =
                 reflector::store::Writer::<kube::api::PartialObjectMeta<DynamicObject>>::new(
@@ -205,19 +199,14 @@ pub async fn run(
             // Metadata only: we never read these children's content from the cache.
             let meta_api: Api<kube::api::PartialObjectMeta<DynamicObject>> =
                 Api::all_with(client.clone(), &ar);
-            child_streams.push(
-                watcher(meta_api, managed())
-                    .default_backoff()
-                    .reflect(writer)
-                    .touched_objects()
-                    .for_each(move |o| {
-                        if let Ok(o) = o {
-                            t.child_changed(&o.metadata);
-                        }
-                        future::ready(())
-                    })
-                    .boxed(),
-            );
+            let events = watcher(meta_api, managed())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects();
+            child_streams.push(on_each(
+                events,
+                move |o: &kube::api::PartialObjectMeta<DynamicObject>| t.child_changed(&o.metadata),
+            ));
         }
     }
 
@@ -247,90 +236,46 @@ pub async fn run(
     });
 
     // Watches feeding the caches and the dependency triggers.
-    {
-        let t = triggers.clone();
-        let s = stores.clone();
-        drivers.push(
-            watcher(
-                Api::<ClusterNetwork>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect_shared(net_writer)
-            .touched_objects()
-            .for_each(move |o| {
-                if let Ok(o) = o {
-                    t.network_changed(&o, &s);
-                }
-                future::ready(())
-            })
-            .boxed(),
-        );
-        let t = triggers.clone();
-        let s = stores.clone();
-        drivers.push(
-            watcher(
-                Api::<ExposedApp>::all(client.clone()),
-                watcher::Config::default().page_size(100),
-            )
-            .default_backoff()
-            .reflect_shared(app_writer)
-            .touched_objects()
-            .for_each(move |o| {
-                if let Ok(o) = o {
-                    t.app_changed(&o, &s);
-                }
-                future::ready(())
-            })
-            .boxed(),
-        );
-        drivers.push(
-            watcher(
-                Api::<EgressPolicy>::all(client.clone()),
-                watcher::Config::default().page_size(100),
-            )
-            .default_backoff()
-            .reflect_shared(egress_writer)
-            .for_each(|_| future::ready(()))
-            .boxed(),
-        );
-        let t = triggers.clone();
-        let s = stores.clone();
-        drivers.push(
-            watcher(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default().page_size(100),
-            )
-            .default_backoff()
-            .reflect(svc_writer)
-            .touched_objects()
-            .for_each(move |o| {
-                if let Ok(o) = o {
-                    t.service_changed(&o, &s);
-                }
-                future::ready(())
-            })
-            .boxed(),
-        );
-        let t = triggers.clone();
-        let s = stores.clone();
-        drivers.push(
-            watcher(
-                Api::<Namespace>::all(client.clone()),
-                watcher::Config::default().page_size(100),
-            )
-            .default_backoff()
-            .reflect(ns_writer)
-            .touched_objects()
-            .for_each(move |o| {
-                if let Ok(_o) = o {
-                    t.namespace_changed(&s);
-                }
-                future::ready(())
-            })
-            .boxed(),
-        );
-    }
+    let page = || watcher::Config::default().page_size(100);
+    let (t, st) = (triggers.clone(), stores.clone());
+    let net_events = watcher(Api::<ClusterNetwork>::all(client.clone()), page())
+        .default_backoff()
+        .reflect_shared(net_writer);
+    drivers.push(on_each(
+        net_events.touched_objects(),
+        move |o: &ClusterNetwork| t.network_changed(o, &st),
+    ));
+    let (t, st) = (triggers.clone(), stores.clone());
+    let app_events = watcher(Api::<ExposedApp>::all(client.clone()), page())
+        .default_backoff()
+        .reflect_shared(app_writer);
+    drivers.push(on_each(
+        app_events.touched_objects(),
+        move |o: &ExposedApp| t.app_changed(o, &st),
+    ));
+    // EgressPolicies trigger only themselves (the controller's own subscription).
+    let egress_events = watcher(Api::<EgressPolicy>::all(client.clone()), page())
+        .default_backoff()
+        .reflect_shared(egress_writer);
+    drivers.push(on_each(
+        egress_events.touched_objects(),
+        |_: &EgressPolicy| {},
+    ));
+    let (t, st) = (triggers.clone(), stores.clone());
+    let svc_events = watcher(Api::<Service>::all(client.clone()), page())
+        .default_backoff()
+        .reflect(svc_writer);
+    drivers.push(on_each(svc_events.touched_objects(), move |o: &Service| {
+        t.service_changed(o, &st)
+    }));
+    let (t, st) = (triggers.clone(), stores.clone());
+    let ns_events = watcher(Api::<Namespace>::all(client.clone()), page())
+        .default_backoff()
+        .reflect(ns_writer);
+    drivers.push(on_each(
+        ns_events.touched_objects(),
+        move |_: &Namespace| t.namespace_changed(&st),
+    ));
     drivers.extend(child_streams);
 
     // Reconciles start only once every cache has its initial list, so a first render never
@@ -396,6 +341,46 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Server-side applies `status` to the status subresource of `kind` `name` (field manager
+/// `gatehouse`): fields we stop reporting are removed, fields others own are left alone.
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = serde_json::json!({"apiVersion": gatehouse_api::API_VERSION, "kind": kind, "status": status});
+    let params = kube::api::PatchParams::apply(labels::FIELD_MANAGER).force();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status {
+            what: format!("{kind} {name}"),
+            source,
+        })
+}
+
+/// Drives a watch stream (which keeps its cache current) and calls `f` for every object it
+/// reports. Watch errors are retried by the stream's backoff; they are only logged here.
+fn on_each<K, E, S>(events: S, f: impl Fn(&K) + Send + 'static) -> future::BoxFuture<'static, ()>
+where
+    S: futures::Stream<Item = Result<K, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    events
+        .for_each(move |event| {
+            match event {
+                Ok(obj) => f(&obj),
+                Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+            }
+            future::ready(())
+        })
+        .boxed()
 }
 
 async fn wait_for_caches(stores: &Stores) {
