@@ -197,6 +197,56 @@ impl Drop for Operator {
     }
 }
 
+/// The identity the operator runs as in tests: the ServiceAccount of config/rbac, with a
+/// token from the TokenRequest API, so every test proves that config/rbac is enough.
+pub async fn operator_config() -> Config {
+    let admin = client().await;
+    let dir = root().join("config/rbac");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "kustomization.yaml"))
+    {
+        for doc in yaml_docs(&std::fs::read_to_string(f).unwrap()) {
+            apply(&admin, &doc, false)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+    }
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args([
+            "create",
+            "token",
+            "gatehouse",
+            "-n",
+            "gatehouse-system",
+            "--duration",
+            "2h",
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "token request: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut kubeconfig: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"] =
+        serde_yaml::to_value(serde_json::json!({"token": token})).unwrap();
+    let kubeconfig = Kubeconfig::from_yaml(&serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap()
+}
+
 /// Waits until the operator's write counter has not moved for `quiet` (it is idle), up
 /// to `timeout`; returns the count.
 pub async fn settle(op: &Operator, quiet: Duration, timeout: Duration) -> u64 {
