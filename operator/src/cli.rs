@@ -36,6 +36,15 @@ enum Command {
         /// Log as JSON lines (for log collectors) instead of human-readable text.
         #[arg(long)]
         log_json: bool,
+        /// Run the controllers only while holding the leader Lease (for several replicas).
+        #[arg(long)]
+        leader_elect: bool,
+        /// Namespace of the leader Lease (default: $POD_NAMESPACE, else gatehouse-system).
+        #[arg(long)]
+        leader_election_namespace: Option<String>,
+        /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
+        #[arg(long)]
+        identity: Option<String>,
     },
 }
 
@@ -46,7 +55,26 @@ pub fn main() -> ExitCode {
             print!("{}", crate::crd::crds_yaml());
             ExitCode::SUCCESS
         }
-        Command::Run { log_json } => run(log_json),
+        Command::Run {
+            log_json,
+            leader_elect,
+            leader_election_namespace,
+            identity,
+        } => {
+            let leader = leader_elect.then(|| {
+                let namespace = leader_election_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "gatehouse-system".into());
+                let identity = identity
+                    .or_else(|| std::env::var("POD_NAME").ok())
+                    .unwrap_or_else(|| {
+                        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                        format!("{}-{}", host.trim(), std::process::id())
+                    });
+                crate::leader::LeaderConfig::new(namespace, identity)
+            });
+            run(log_json, leader)
+        }
         Command::Render { paths, output } => {
             let out = render_cmd::render_paths(&paths);
             for note in &out.notes {
@@ -64,7 +92,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(log_json: bool) -> ExitCode {
+fn run(log_json: bool, leader: Option<crate::leader::LeaderConfig>) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -99,7 +127,7 @@ fn run(log_json: bool) -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match crate::reconcile::run(client, metrics, shutdown).await {
+        match crate::reconcile::run(client, metrics, leader, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

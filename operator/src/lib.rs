@@ -4,6 +4,7 @@ pub mod cli;
 pub mod crd;
 pub mod error;
 pub mod input;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;

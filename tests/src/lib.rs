@@ -141,6 +141,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start() -> Operator {
+        Operator::start_with(None)
+    }
+
+    /// An operator that runs its controllers only while it holds the leader Lease.
+    pub fn start_with(leader: Option<gatehouse_operator::leader::LeaderConfig>) -> Operator {
         let metrics = std::sync::Arc::new(gatehouse_operator::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let m = metrics.clone();
@@ -161,7 +166,7 @@ impl Operator {
                 let shutdown = async move {
                     let _ = stop_rx.await;
                 };
-                gatehouse_operator::reconcile::run(client, m, shutdown)
+                gatehouse_operator::reconcile::run(client, m, leader, shutdown)
                     .await
                     .expect("operator runs");
             });

@@ -64,6 +64,8 @@ pub enum StartError {
     CrdsMissing(String),
     #[error("cannot reach the API server: {0}")]
     Unreachable(#[source] kube::Error),
+    #[error("lost leadership: another replica leads now; exiting so no two replicas write")]
+    LostLeadership,
 }
 
 /// Fails with a clear message when the Gatehouse CRDs are missing.
@@ -131,6 +133,7 @@ fn managed() -> watcher::Config {
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
+    leader: Option<crate::leader::LeaderConfig>,
     shutdown: impl future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     check_crds(&client).await?;
@@ -327,20 +330,35 @@ pub async fn run(
         )
         .for_each(|_| future::ready(()));
 
+    // With leader election, caches fill on every replica (a standby is warm) but only the
+    // leader runs the controllers, so only the leader writes.
+    let mut elector = leader.map(|config| crate::leader::Elector::new(client.clone(), config));
     let controllers = async move {
         ready.await;
+        if let Some(e) = elector.as_mut() {
+            e.acquire().await;
+        }
         tracing::info!("caches synced; controllers running");
-        futures::join!(app_ctl, egress_ctl, net_ctl);
+        let keep = async {
+            match elector.as_mut() {
+                Some(e) => e.keep().await,
+                None => future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = future::join3(app_ctl, egress_ctl, net_ctl) => Ok(()),
+            _ = keep => Err(StartError::LostLeadership),
+        }
     };
     let watches = future::join_all(drivers);
     tokio::select! {
-        _ = watches => {}
-        _ = controllers => {}
+        _ = watches => Ok(()),
+        result = controllers => result,
         _ = shutdown => {
             let _ = stop_tx.send(());
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// Server-side applies `status` to the status subresource of `kind` `name` (field manager
