@@ -45,6 +45,9 @@ enum Command {
         /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
         #[arg(long)]
         identity: Option<String>,
+        /// Address of /metrics, /healthz and /readyz ("" to disable).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http_addr: String,
     },
 }
 
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
             leader_elect,
             leader_election_namespace,
             identity,
+            http_addr,
         } => {
             let leader = leader_elect.then(|| {
                 let namespace = leader_election_namespace
@@ -73,7 +77,17 @@ pub fn main() -> ExitCode {
                     });
                 crate::leader::LeaderConfig::new(namespace, identity)
             });
-            run(log_json, leader)
+            let http_addr = match http_addr.as_str() {
+                "" => None,
+                a => match a.parse() {
+                    Ok(addr) => Some(addr),
+                    Err(e) => {
+                        eprintln!("error: --http-addr {a:?}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            run(log_json, crate::reconcile::RunOptions { leader, http_addr })
         }
         Command::Render { paths, output } => {
             let out = render_cmd::render_paths(&paths);
@@ -92,7 +106,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(log_json: bool, leader: Option<crate::leader::LeaderConfig>) -> ExitCode {
+fn run(log_json: bool, options: crate::reconcile::RunOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -127,7 +141,7 @@ fn run(log_json: bool, leader: Option<crate::leader::LeaderConfig>) -> ExitCode 
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match crate::reconcile::run(client, metrics, leader, shutdown).await {
+        match crate::reconcile::run(client, metrics, options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod crd;
 pub mod error;
+pub mod http;
 pub mod input;
 pub mod leader;
 pub mod metrics;

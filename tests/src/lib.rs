@@ -146,6 +146,14 @@ impl Operator {
 
     /// An operator that runs its controllers only while it holds the leader Lease.
     pub fn start_with(leader: Option<gatehouse_operator::leader::LeaderConfig>) -> Operator {
+        Operator::start_full(leader, None)
+    }
+
+    /// With every option: a leader Lease and an address for /metrics, /healthz, /readyz.
+    pub fn start_full(
+        leader: Option<gatehouse_operator::leader::LeaderConfig>,
+        http_addr: Option<std::net::SocketAddr>,
+    ) -> Operator {
         let metrics = std::sync::Arc::new(gatehouse_operator::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let m = metrics.clone();
@@ -166,9 +174,14 @@ impl Operator {
                 let shutdown = async move {
                     let _ = stop_rx.await;
                 };
-                gatehouse_operator::reconcile::run(client, m, leader, shutdown)
-                    .await
-                    .expect("operator runs");
+                gatehouse_operator::reconcile::run(
+                    client,
+                    m,
+                    gatehouse_operator::reconcile::RunOptions { leader, http_addr },
+                    shutdown,
+                )
+                .await
+                .expect("operator runs");
             });
         });
         Operator {

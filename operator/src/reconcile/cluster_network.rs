@@ -16,11 +16,14 @@ use super::{RESYNC, Shared};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner, ip, pool};
 
-#[instrument(skip_all, fields(network = %network.name_any()))]
+/// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let metrics = ctx.clone();
+    super::observed(&metrics, "ClusterNetwork", reconcile_once(network, ctx)).await
+}
+
+#[instrument(skip_all, fields(network = %network.name_any()))]
+async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
     let snapshot = ctx.stores.render_context();
     let owner = Owner::of(network.as_ref());
     let mut a = Assessment::default();
@@ -115,9 +118,6 @@ fn pool_usage(network: &ClusterNetwork, ctx: &Shared) -> Vec<PoolStatus> {
 }
 
 pub fn error_policy(network: Arc<ClusterNetwork>, error: &Error, ctx: Shared) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(network = %network.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
     super::retry_after(
         &ctx,

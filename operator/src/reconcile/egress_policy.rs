@@ -15,11 +15,14 @@ use super::{RESYNC, Shared};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner};
 
-#[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
+/// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let metrics = ctx.clone();
+    super::observed(&metrics, "EgressPolicy", reconcile_once(policy, ctx)).await
+}
+
+#[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
+async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
     let snapshot = ctx.stores.render_context();
     let owner = Owner::of(policy.as_ref());
     let mut a = Assessment::default();
@@ -69,9 +72,6 @@ pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action>
 }
 
 pub fn error_policy(policy: Arc<EgressPolicy>, error: &Error, ctx: Shared) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(policy = %policy.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
     super::retry_after(
         &ctx,

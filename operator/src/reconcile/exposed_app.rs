@@ -18,11 +18,14 @@ use super::{RESYNC, Shared};
 use crate::error::{Error, Result};
 use crate::render::{self, ChildKind, Finding, Owner, Rendered};
 
-#[instrument(skip_all, fields(app = %format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())))]
+/// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let metrics = ctx.clone();
+    super::observed(&metrics, "ExposedApp", reconcile_once(app, ctx)).await
+}
+
+#[instrument(skip_all, fields(app = %format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())))]
+async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
     let api: Api<ExposedApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     let key = format!(
@@ -49,9 +52,6 @@ pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
 }
 
 pub fn error_policy(app: Arc<ExposedApp>, error: &Error, ctx: Shared) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(app = %app.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
     super::retry_after(
         &ctx,

@@ -130,10 +130,19 @@ fn managed() -> watcher::Config {
 }
 
 /// Runs the three controllers until `shutdown` resolves.
+/// How `gatehouse run` runs: all optional.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Run the controllers only while holding this Lease.
+    pub leader: Option<crate::leader::LeaderConfig>,
+    /// Serve /metrics, /healthz and /readyz here.
+    pub http_addr: Option<std::net::SocketAddr>,
+}
+
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
-    leader: Option<crate::leader::LeaderConfig>,
+    options: RunOptions,
     shutdown: impl future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     check_crds(&client).await?;
@@ -283,10 +292,31 @@ pub async fn run(
 
     // Reconciles start only once every cache has its initial list, so a first render never
     // sees a half-filled cluster (and never prunes what it simply has not seen yet).
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ready = {
         let stores = stores.clone();
-        async move { wait_for_caches(&stores).await }
+        let synced = synced.clone();
+        async move {
+            wait_for_caches(&stores).await;
+            synced.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     };
+    if let Some(addr) = options.http_addr {
+        let counted = stores.clone();
+        let endpoints = crate::http::Endpoints {
+            metrics: metrics.clone(),
+            ready: synced.clone(),
+            children: Arc::new(move || counted.count_children()),
+        };
+        drivers.push(
+            async move {
+                if let Err(e) = crate::http::serve(addr, endpoints).await {
+                    tracing::error!(%addr, error = %e, "cannot serve metrics and health");
+                }
+            }
+            .boxed(),
+        );
+    }
 
     let config = kube::runtime::controller::Config::default()
         .debounce(Duration::from_millis(200))
@@ -332,7 +362,9 @@ pub async fn run(
 
     // With leader election, caches fill on every replica (a standby is warm) but only the
     // leader runs the controllers, so only the leader writes.
-    let mut elector = leader.map(|config| crate::leader::Elector::new(client.clone(), config));
+    let mut elector = options
+        .leader
+        .map(|config| crate::leader::Elector::new(client.clone(), config));
     let controllers = async move {
         ready.await;
         if let Some(e) = elector.as_mut() {
@@ -359,6 +391,22 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Runs one reconcile and records its duration and outcome in the metrics.
+pub async fn observed(
+    ctx: &Context,
+    kind: &'static str,
+    reconcile: impl future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    ctx.metrics.observe_reconcile(
+        kind,
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
 }
 
 /// Server-side applies `status` to the status subresource of `kind` `name` (field manager

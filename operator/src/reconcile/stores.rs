@@ -103,6 +103,26 @@ impl Stores {
         })
     }
 
+    /// Number of managed children per kind (for the children-managed gauge).
+    pub fn count_children(&self) -> Vec<(&'static str, usize)> {
+        let managed = |m: &ObjectMeta| owner_of(m).is_some();
+        let mut out = vec![(
+            ChildKind::Service.kind(),
+            self.services
+                .state()
+                .iter()
+                .filter(|s| managed(s.meta()))
+                .count(),
+        )];
+        for (kind, store) in &self.children {
+            out.push((kind.kind(), store.len()));
+        }
+        for (kind, store) in &self.full_children {
+            out.push((kind.kind(), store.len()));
+        }
+        out
+    }
+
     /// Every cached child carrying `owner`'s labels: (kind, namespace, name).
     pub fn owned_by(&self, owner: &Owner) -> Vec<(ChildKind, Option<String>, String)> {
         let mine = |meta: &ObjectMeta| owner_matches(meta, owner);
