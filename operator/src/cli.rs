@@ -48,6 +48,18 @@ enum Command {
         /// Address of /metrics, /healthz and /readyz ("" to disable).
         #[arg(long, default_value = "0.0.0.0:8080")]
         http_addr: String,
+        /// Address of the Multus attachment webhook (TLS; "" to disable).
+        #[arg(long, default_value = "")]
+        webhook_addr: String,
+        /// The Service the API server calls the webhook through, as namespace/name.
+        #[arg(long, default_value = "gatehouse-system/gatehouse-webhook")]
+        webhook_service: String,
+        /// Call the webhook at this https URL instead of a Service (outside a cluster).
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// Name of the MutatingWebhookConfiguration the operator keeps.
+        #[arg(long, default_value = "gatehouse")]
+        webhook_configuration: String,
     },
 }
 
@@ -64,6 +76,10 @@ pub fn main() -> ExitCode {
             leader_election_namespace,
             identity,
             http_addr,
+            webhook_addr,
+            webhook_service,
+            webhook_url,
+            webhook_configuration,
         } => {
             let leader = leader_elect.then(|| {
                 let namespace = leader_election_namespace
@@ -87,7 +103,26 @@ pub fn main() -> ExitCode {
                     }
                 },
             };
-            run(log_json, crate::reconcile::RunOptions { leader, http_addr })
+            let webhook = match webhook_options(
+                &webhook_addr,
+                &webhook_service,
+                webhook_url,
+                webhook_configuration,
+            ) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            run(
+                log_json,
+                crate::reconcile::RunOptions {
+                    leader,
+                    http_addr,
+                    webhook,
+                },
+            )
         }
         Command::Render { paths, output } => {
             let out = render_cmd::render_paths(&paths);
@@ -149,4 +184,54 @@ fn run(log_json: bool, options: crate::reconcile::RunOptions) -> ExitCode {
             }
         }
     })
+}
+
+/// Webhook options from the flags; None when --webhook-addr is empty.
+fn webhook_options(
+    addr: &str,
+    service: &str,
+    url: Option<String>,
+    configuration: String,
+) -> Result<Option<crate::webhook::WebhookOptions>, String> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("--webhook-addr {addr:?}: {e}"))?;
+    let (target, names) = match url {
+        Some(url) => {
+            let host = url
+                .trim_start_matches("https://")
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (crate::webhook::Target::Url(url), vec![host])
+        }
+        None => {
+            let (namespace, name) = service
+                .split_once('/')
+                .ok_or_else(|| format!("--webhook-service {service:?}: expected namespace/name"))?;
+            let names = vec![
+                format!("{name}.{namespace}.svc"),
+                format!("{name}.{namespace}.svc.cluster.local"),
+            ];
+            let target = crate::webhook::Target::Service {
+                namespace: namespace.into(),
+                name: name.into(),
+                port: 443,
+            };
+            (target, names)
+        }
+    };
+    let own_namespace =
+        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "gatehouse-system".into());
+    Ok(Some(crate::webhook::WebhookOptions {
+        addr,
+        configuration,
+        target,
+        subject_alt_names: names,
+        excluded_namespaces: vec!["kube-system".into(), own_namespace],
+    }))
 }

@@ -154,6 +154,15 @@ impl Operator {
         leader: Option<gatehouse_operator::leader::LeaderConfig>,
         http_addr: Option<std::net::SocketAddr>,
     ) -> Operator {
+        Operator::start_options(leader, http_addr, None)
+    }
+
+    /// With the Multus attachment webhook too.
+    pub fn start_options(
+        leader: Option<gatehouse_operator::leader::LeaderConfig>,
+        http_addr: Option<std::net::SocketAddr>,
+        webhook: Option<gatehouse_operator::webhook::WebhookOptions>,
+    ) -> Operator {
         let metrics = std::sync::Arc::new(gatehouse_operator::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let m = metrics.clone();
@@ -177,7 +186,11 @@ impl Operator {
                 gatehouse_operator::reconcile::run(
                     client,
                     m,
-                    gatehouse_operator::reconcile::RunOptions { leader, http_addr },
+                    gatehouse_operator::reconcile::RunOptions {
+                        leader,
+                        http_addr,
+                        webhook,
+                    },
                     shutdown,
                 )
                 .await

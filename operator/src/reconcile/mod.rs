@@ -64,6 +64,8 @@ pub enum StartError {
     CrdsMissing(String),
     #[error("cannot reach the API server: {0}")]
     Unreachable(#[source] kube::Error),
+    #[error("webhook: {0}")]
+    Webhook(String),
     #[error("lost leadership: another replica leads now; exiting so no two replicas write")]
     LostLeadership,
 }
@@ -137,6 +139,8 @@ pub struct RunOptions {
     pub leader: Option<crate::leader::LeaderConfig>,
     /// Serve /metrics, /healthz and /readyz here.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// Serve the Multus attachment webhook and keep its configuration.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
 }
 
 pub async fn run(
@@ -301,6 +305,32 @@ pub async fn run(
             synced.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     };
+    if let Some(webhook) = options.webhook.clone() {
+        let certs = crate::webhook::generate_certs(&webhook.subject_alt_names)
+            .map_err(|e| StartError::Webhook(format!("certificates: {e}")))?;
+        let client = client.clone();
+        let apps = stores.apps.clone();
+        drivers.push(
+            async move {
+                // Register (with retries) while serving: the API server only calls us once
+                // the configuration carries our CA.
+                let register = async {
+                    let mut delay = Duration::from_secs(1);
+                    while let Err(e) = crate::webhook::register(&client, &webhook, &certs.ca_pem).await {
+                        tracing::warn!(error = %e, "cannot write the webhook configuration; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(60));
+                    }
+                };
+                let serve = crate::webhook::serve(webhook.addr, &certs, apps);
+                let (_, served) = futures::join!(register, serve);
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "cannot serve the pod webhook");
+                }
+            }
+            .boxed(),
+        );
+    }
     if let Some(addr) = options.http_addr {
         let counted = stores.clone();
         let endpoints = crate::http::Endpoints {
