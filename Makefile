@@ -7,6 +7,12 @@ SHELL := /bin/bash
 include hack/controlplane.mk
 
 CARGO ?= cargo
+
+# Helm, for the chart test, built from its Go module once into a cache outside the repo
+# (no release downloads here). One place for its version.
+HELM_VERSION := v3.19.0
+HELM_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gatehouse/helm/$(HELM_VERSION)/helm
+export HELM_BIN
 GATEHOUSE := target/debug/gatehouse
 CRD_FILE := config/crd/gatehouse.dev_crds.yaml
 
@@ -27,6 +33,7 @@ build:
 
 crds: build
 	$(GATEHOUSE) crd > $(CRD_FILE)
+	cp $(CRD_FILE) charts/gatehouse/crds/gatehouse.dev_crds.yaml
 
 golden:
 	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test golden
@@ -43,10 +50,18 @@ unit:
 
 # Builds the control plane when it is not cached, starts it, runs every test, and always
 # stops it again (also when a test fails or the run is interrupted).
-test: controlplane
+$(HELM_BIN):
+	@mkdir -p $(@D)
+	@echo "helm: building $(HELM_VERSION) from its Go module into $@ (a few minutes, once)"
+	@GOBIN=$(@D) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm
+helm: $(HELM_BIN)
+
+test: controlplane helm
 	@hack/with-cluster.sh hack/cargo-test.sh --workspace --all-targets --no-fail-fast
 
-integration: controlplane
+integration: controlplane helm
 	@hack/with-cluster.sh hack/cargo-test.sh -p gatehouse-tests --all-targets --no-fail-fast
 
 demo: controlplane build

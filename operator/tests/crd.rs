@@ -12,13 +12,24 @@ fn config_crd_equals_gatehouse_crd() {
     files.sort();
     assert_eq!(
         files,
-        ["gatehouse.dev_crds.yaml"],
-        "config/crd holds exactly the generated CRDs"
+        ["gatehouse.dev_crds.yaml", "kustomization.yaml"],
+        "config/crd holds the generated CRDs and their kustomization"
     );
     let checked_in = std::fs::read_to_string(dir.join("gatehouse.dev_crds.yaml")).unwrap();
     assert!(
         checked_in == gatehouse_operator::crd::crds_yaml(),
         "config/crd/gatehouse.dev_crds.yaml is stale: run `make crds` and commit the result"
+    );
+}
+
+#[test]
+fn the_chart_ships_the_same_crds() {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/gatehouse/crds/gatehouse.dev_crds.yaml");
+    let text = std::fs::read_to_string(chart).unwrap();
+    assert!(
+        text == gatehouse_operator::crd::crds_yaml(),
+        "charts/gatehouse/crds is stale: run `make crds`"
     );
 }
 
