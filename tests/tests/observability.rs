@@ -84,3 +84,36 @@ async fn metrics_health_and_readiness_are_served() {
     assert!(body.contains("# TYPE gatehouse_reconcile_duration_seconds histogram"));
     op.stop();
 }
+
+/// `gatehouse run --log-json` logs JSON lines (the binary itself, against the local cluster).
+#[test]
+fn run_logs_json_lines_when_asked() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug/gatehouse");
+    assert!(
+        bin.exists(),
+        "{} not built (make test builds every target)",
+        bin.display()
+    );
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--log-json", "--http-addr", ""])
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = std::io::BufRead::lines(std::io::BufReader::new(stdout)).next();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = first.expect("a log line").unwrap();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert!(
+        parsed["level"].is_string() && parsed["fields"]["message"].is_string(),
+        "{parsed}"
+    );
+}
