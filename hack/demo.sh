@@ -22,7 +22,7 @@ step "Local control plane (etcd, kube-apiserver, kube-controller-manager)"
 k version 2>/dev/null | grep Server || true
 
 step "CRDs: Gatehouse (config/crd) and the kinds its children use (tests/crds)"
-k apply --server-side -f "$ROOT/config/crd/" -f "$ROOT/tests/crds/" >/dev/null
+k apply --server-side -f "$ROOT/config/crd/gatehouse.dev_crds.yaml" -f "$ROOT/tests/crds/" >/dev/null
 k wait --for=condition=Established crd --all --timeout=60s >/dev/null
 k get crd -o custom-columns=NAME:.metadata.name,KIND:.spec.names.kind
 
@@ -32,7 +32,7 @@ k apply --server-side -f "$SET"
 step "The operator (gatehouse run), in the background; log in .cluster/operator.log"
 pkill -f "$GATEHOUSE run" 2>/dev/null || true
 # The marker lets `make cluster-down` stop the operator together with the cluster.
-GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR KUBECONFIG=$KUBECONFIG_FILE setsid "$GATEHOUSE" run >"$CLUSTER_DIR/operator.log" 2>&1 </dev/null &
+GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR KUBECONFIG=$KUBECONFIG_FILE setsid "$GATEHOUSE" run --http-addr=127.0.0.1:18080 >"$CLUSTER_DIR/operator.log" 2>&1 </dev/null &
 echo "operator pid $!"
 
 step "Playing cert-manager, the load balancer and external-dns until everything is Ready"

@@ -59,7 +59,7 @@ pub fn api_resource(kind: ChildKind) -> ApiResource {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "the Gatehouse CRDs are not installed in this cluster ({0}); install them with `kubectl apply --server-side -f config/crd/`"
+        "the Gatehouse CRDs are not installed in this cluster ({0}); install them with `kubectl apply --server-side -k config/crd`"
     )]
     CrdsMissing(String),
     #[error("cannot reach the API server: {0}")]
