@@ -188,6 +188,21 @@ pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<App
     Ok(Applied::Written)
 }
 
+/// Keeps the verified-versions map bounded: when it holds more than twice the children the
+/// caches know, entries of children that no longer exist (garbage-collected with a deleted
+/// owner, deleted by hand) are dropped.
+pub fn forget_gone(shared: &Shared) {
+    // Store sizes only (no scan): an upper bound of the children that can exist.
+    let s = &shared.stores;
+    let known = s.services.len()
+        + s.children.values().map(|c| c.len()).sum::<usize>()
+        + s.full_children.values().map(|c| c.len()).sum::<usize>();
+    let mut verified = shared.verified.lock().unwrap_or_else(|e| e.into_inner());
+    if verified.len() > 2 * known + 64 {
+        verified.retain(|(kind, ns, name), _| shared.stores.child(*kind, ns.as_deref(), name).is_some());
+    }
+}
+
 /// Deletes every cached child of `owner` that is not in `keep`. Returns how many.
 pub async fn prune(shared: &Shared, owner: &Owner, keep: &HashSet<ChildKey>) -> Result<usize> {
     let mut deleted = 0;

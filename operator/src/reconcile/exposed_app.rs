@@ -127,6 +127,7 @@ pub async fn converge(
         }
     }
     apply::prune(ctx, owner, &keep).await?;
+    apply::forget_gone(ctx);
     Ok(())
 }
 
