@@ -102,7 +102,9 @@ pub struct LoadBalancer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_label_name")]
     pub namespace: Option<String>,
-    /// Address pools. By convention `external` and `internal` serve the two tiers.
+    /// Address pools. By convention `external` and `internal` serve the two tiers. MetalLB
+    /// pools are created with `autoAssign: false`: only Services that name the pool get its
+    /// addresses, so a stray LoadBalancer Service cannot take a public address.
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub pools: Vec<Pool>,
@@ -174,7 +176,8 @@ pub struct IngressTier {
     /// (annotations or Traefik Middlewares).
     #[serde(default)]
     pub controller: IngressController,
-    /// Namespace of the controller pods (NetworkPolicies open app ports to them).
+    /// Namespace of the controller pods (NetworkPolicies open app ports to them). Without
+    /// `namespace` and `podSelector`, route ports are open to every source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_label_name")]
     pub namespace: Option<String>,

@@ -153,7 +153,8 @@ pub struct Route {
     /// Terminate TLS with a cert-manager Certificate (default true).
     #[serde(default = "yes")]
     pub tls: bool,
-    /// Redirect plain HTTP to HTTPS (default true; only with `tls`).
+    /// Redirect plain HTTP to HTTPS (default true; only with `tls`). Routes served on the same
+    /// tier share one Ingress, so they must agree on `tls && redirectToHttps` and on `auth`.
     #[serde(default = "yes")]
     pub redirect_to_https: bool,
     /// `None` (default) or `OAuth2` (needs `auth.oauth2Proxy` on the network).
