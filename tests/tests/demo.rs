@@ -17,11 +17,23 @@ fn the_demo_ends_with_everything_ready() {
         .env("CLUSTER_WATCH_PID", std::process::id().to_string())
         .output()
         .unwrap();
-    let _ = Command::new(root().join("hack/cluster-down.sh")).env("CLUSTER_DIR", &dir).output();
+    let _ = Command::new(root().join("hack/cluster-down.sh"))
+        .env("CLUSTER_DIR", &dir)
+        .output();
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("all Ready after"), "{stdout}");
-    let table = stdout.split("kubectl get gatehouse -A").nth(1).unwrap_or_default();
-    assert!(table.contains("exposedapp.gatehouse.dev/app1") && table.contains("True"), "{stdout}");
+    let table = stdout
+        .split("kubectl get gatehouse -A")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        table.contains("exposedapp.gatehouse.dev/app1") && table.contains("True"),
+        "{stdout}"
+    );
 }

@@ -199,7 +199,9 @@ pub fn forget_gone(shared: &Shared) {
         + s.full_children.values().map(|c| c.len()).sum::<usize>();
     let mut verified = shared.verified.lock().unwrap_or_else(|e| e.into_inner());
     if verified.len() > 2 * known + 64 {
-        verified.retain(|(kind, ns, name), _| shared.stores.child(*kind, ns.as_deref(), name).is_some());
+        verified.retain(|(kind, ns, name), _| {
+            shared.stores.child(*kind, ns.as_deref(), name).is_some()
+        });
     }
 }
 

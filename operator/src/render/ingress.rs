@@ -4,12 +4,8 @@
 use std::collections::BTreeMap;
 
 use gatehouse_api::{ClusterNetwork, ExposedApp, IngressController, Route, RouteAuth, Tier};
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec, IngressTLS, ServiceBackendPort,
-};
 use kube::ResourceExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::certificate::secret_name;
 use super::child::{Child, ChildKind, Owner};
@@ -75,7 +71,7 @@ pub fn ingress(
     let mut rules = Vec::new();
     let mut tls_hosts = Vec::new();
     for route in &routes {
-        let paths: Vec<HTTPIngressPath> = if route.paths.is_empty() {
+        let paths: Vec<Value> = if route.paths.is_empty() {
             vec![path("/", "Prefix", &app.name_any(), &default_port)]
         } else {
             route
@@ -92,12 +88,7 @@ pub fn ingress(
                 .collect()
         };
         for host in &route.hosts {
-            rules.push(IngressRule {
-                host: Some(host.clone()),
-                http: Some(HTTPIngressRuleValue {
-                    paths: paths.clone(),
-                }),
-            });
+            rules.push(json!({"host": host, "http": {"paths": paths}}));
             if route.tls {
                 tls_hosts.push(host.clone());
             }
@@ -141,17 +132,10 @@ pub fn ingress(
         }
     }
 
-    let spec = IngressSpec {
-        ingress_class_name: Some(tier_def.class_name.clone()),
-        rules: Some(rules),
-        tls: (!tls_hosts.is_empty()).then(|| {
-            vec![IngressTLS {
-                hosts: Some(tls_hosts),
-                secret_name: Some(secret_name(app)),
-            }]
-        }),
-        ..IngressSpec::default()
-    };
+    let mut spec = json!({"ingressClassName": tier_def.class_name, "rules": rules});
+    if !tls_hosts.is_empty() {
+        spec["tls"] = json!([{"hosts": tls_hosts, "secretName": secret_name(app)}]);
+    }
     let mut meta = owner.meta(
         format!("{}-{}", app.name_any(), tier),
         app.namespace().as_deref(),
@@ -166,21 +150,8 @@ pub fn ingress(
     ))
 }
 
-fn path(path: &str, path_type: &str, service: &str, port: &str) -> HTTPIngressPath {
-    HTTPIngressPath {
-        path: Some(path.to_string()),
-        path_type: path_type.to_string(),
-        backend: IngressBackend {
-            service: Some(IngressServiceBackend {
-                name: service.to_string(),
-                port: Some(ServiceBackendPort {
-                    name: Some(port.to_string()),
-                    number: None,
-                }),
-            }),
-            resource: None,
-        },
-    }
+fn path(path: &str, path_type: &str, service: &str, port: &str) -> Value {
+    json!({"path": path, "pathType": path_type, "backend": {"service": {"name": service, "port": {"name": port}}}})
 }
 
 /// The URLs the app is served at, e.g. `https://blog.example.com/`, one per host.
