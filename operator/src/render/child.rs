@@ -146,6 +146,14 @@ impl Child {
         }
     }
 
+    /// A child whose body is `{"spec": spec}`. The spec is moved in, not re-serialized
+    /// (`json!` would copy a `Value` through the serializer).
+    pub fn with_spec(kind: ChildKind, metadata: ObjectMeta, spec: Value) -> Child {
+        let mut body = Map::new();
+        body.insert("spec".into(), spec);
+        Child::new(kind, metadata, Value::Object(body))
+    }
+
     pub fn name(&self) -> &str {
         self.object["metadata"]["name"].as_str().unwrap_or_default()
     }

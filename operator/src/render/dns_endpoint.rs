@@ -120,11 +120,13 @@ pub fn dns_endpoint(
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .insert(labels::DNS_TIER.to_string(), tier.as_str().to_string());
-    Some(Child::new(
-        ChildKind::DnsEndpoint,
-        meta,
-        json!({"spec": {"endpoints": endpoints}}),
-    ))
+    Some(Child::new(ChildKind::DnsEndpoint, meta, {
+        let mut spec = serde_json::Map::new();
+        spec.insert("endpoints".into(), Value::Array(endpoints));
+        let mut body = serde_json::Map::new();
+        body.insert("spec".into(), Value::Object(spec));
+        Value::Object(body)
+    }))
 }
 
 /// Known addresses per tier: ingress addresses for tiers with routes, assigned load-balancer

@@ -88,7 +88,9 @@ pub fn ingress(
                 .collect()
         };
         for host in &route.hosts {
-            rules.push(json!({"host": host, "http": {"paths": paths}}));
+            let mut rule = json!({"host": host, "http": {}});
+            rule["http"]["paths"] = Value::Array(paths.clone());
+            rules.push(rule);
             if route.tls {
                 tls_hosts.push(host.clone());
             }
@@ -132,7 +134,8 @@ pub fn ingress(
         }
     }
 
-    let mut spec = json!({"ingressClassName": tier_def.class_name, "rules": rules});
+    let mut spec = json!({"ingressClassName": tier_def.class_name});
+    spec["rules"] = Value::Array(rules);
     if !tls_hosts.is_empty() {
         spec["tls"] = json!([{"hosts": tls_hosts, "secretName": secret_name(app)}]);
     }
@@ -143,11 +146,7 @@ pub fn ingress(
     if !annotations.is_empty() {
         meta.annotations = Some(annotations);
     }
-    Some(Child::new(
-        ChildKind::Ingress,
-        meta,
-        json!({ "spec": spec }),
-    ))
+    Some(Child::with_spec(ChildKind::Ingress, meta, spec))
 }
 
 fn path(path: &str, path_type: &str, service: &str, port: &str) -> Value {

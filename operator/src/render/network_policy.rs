@@ -175,10 +175,10 @@ pub fn app_ingress(
         egress: None,
     };
     let meta = owner.meta(format!("{}-ingress", app.name_any()), Some(&namespace));
-    Some(Child::new(
+    Some(Child::with_spec(
         ChildKind::NetworkPolicy,
         meta,
-        json!({ "spec": spec }),
+        serde_json::to_value(&spec).unwrap_or_default(),
     ))
 }
 
@@ -227,7 +227,11 @@ pub fn egress(
         format!("{}-egress", policy.name_any()),
         policy.namespace().as_deref(),
     );
-    Child::new(ChildKind::NetworkPolicy, meta, json!({ "spec": spec }))
+    Child::with_spec(
+        ChildKind::NetworkPolicy,
+        meta,
+        serde_json::to_value(&spec).unwrap_or_default(),
+    )
 }
 
 /// Whether a label set satisfies a LabelSelector (matchLabels and matchExpressions).

@@ -49,15 +49,15 @@ fn families(network: &ClusterNetwork) -> (Vec<&'static str>, &'static str) {
 pub fn cluster_ip(app: &ExposedApp, network: &ClusterNetwork, owner: &Owner) -> Child {
     let (ip_families, ip_family_policy) = families(network);
     let ports: Vec<Value> = app.spec.ports.iter().map(service_port).collect();
-    let spec = json!({
+    let mut spec = json!({
         "type": "ClusterIP",
         "selector": app.spec.selector,
-        "ports": ports,
         "ipFamilies": ip_families,
         "ipFamilyPolicy": ip_family_policy,
     });
     let meta = owner.meta(app.name_any(), app.namespace().as_deref());
-    Child::new(ChildKind::Service, meta, json!({ "spec": spec }))
+    spec["ports"] = Value::Array(ports);
+    Child::with_spec(ChildKind::Service, meta, spec)
 }
 
 /// The tier's LoadBalancer Service, when the app has `tcp[]` entries for it.
@@ -127,17 +127,15 @@ pub fn load_balancer(
         meta.annotations = Some(annotations);
     }
     let (ip_families, ip_family_policy) = families(network);
-    let spec = json!({
+    let mut spec = json!({
         "type": "LoadBalancer",
         "selector": app.spec.selector,
-        "ports": ports,
         "externalTrafficPolicy": "Local",
         "ipFamilies": ip_families,
         "ipFamilyPolicy": ip_family_policy,
     });
-    Some(Child::new(
-        ChildKind::Service,
-        meta,
-        json!({ "spec": spec }),
-    ))
+    {
+        spec["ports"] = Value::Array(ports);
+        Some(Child::with_spec(ChildKind::Service, meta, spec))
+    }
 }
