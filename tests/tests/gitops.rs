@@ -27,14 +27,15 @@ fn argocd_health(script: &str, obj: &Value) -> (String, String) {
 #[test]
 fn argocd_health_checks_pass_their_fixtures() {
     let base = root().join("config/argocd");
-    let source = std::fs::read_to_string(base.join("health.lua")).unwrap();
+    // One script serves all three kinds; ArgoCD's layout wants a copy per kind.
+    let source = std::fs::read_to_string(base.join("gatehouse.dev/ExposedApp/health.lua")).unwrap();
     let mut cases = 0;
     for kind in ["ClusterNetwork", "ExposedApp", "EgressPolicy"] {
         let dir = base.join("gatehouse.dev").join(kind);
         let script = std::fs::read_to_string(dir.join("health.lua")).unwrap();
         assert_eq!(
             script, source,
-            "{kind}/health.lua differs from config/argocd/health.lua"
+            "{kind}/health.lua differs from ExposedApp/health.lua"
         );
         let tests = &yaml_docs(&std::fs::read_to_string(dir.join("health_test.yaml")).unwrap())[0];
         for t in tests["tests"].as_array().unwrap() {

@@ -19,7 +19,14 @@ use crate::render::{self, Owner, ip, pool};
 /// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
     let metrics = ctx.clone();
-    super::observed(&metrics, "ClusterNetwork", reconcile_once(network, ctx)).await
+    let obj = network.clone();
+    super::observed(
+        &metrics,
+        "ClusterNetwork",
+        obj.as_ref(),
+        reconcile_once(network, ctx),
+    )
+    .await
 }
 
 #[instrument(skip_all, fields(network = %network.name_any()))]
@@ -62,14 +69,6 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
         )
         .await;
     }
-    super::succeeded(
-        &ctx,
-        &format!(
-            "ClusterNetwork/{}/{}",
-            network.namespace().unwrap_or_default(),
-            network.name_any()
-        ),
-    );
     Ok(Action::requeue(RESYNC))
 }
 
@@ -118,14 +117,5 @@ fn pool_usage(network: &ClusterNetwork, ctx: &Shared) -> Vec<PoolStatus> {
 }
 
 pub fn error_policy(network: Arc<ClusterNetwork>, error: &Error, ctx: Shared) -> Action {
-    tracing::warn!(network = %network.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(
-        &ctx,
-        format!(
-            "ClusterNetwork/{}/{}",
-            network.namespace().unwrap_or_default(),
-            network.name_any()
-        ),
-        error,
-    )
+    super::retry_after(&ctx, "ClusterNetwork", network.as_ref(), error)
 }

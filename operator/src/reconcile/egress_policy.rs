@@ -18,7 +18,14 @@ use crate::render::{self, Owner};
 /// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
     let metrics = ctx.clone();
-    super::observed(&metrics, "EgressPolicy", reconcile_once(policy, ctx)).await
+    let obj = policy.clone();
+    super::observed(
+        &metrics,
+        "EgressPolicy",
+        obj.as_ref(),
+        reconcile_once(policy, ctx),
+    )
+    .await
 }
 
 #[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
@@ -60,26 +67,9 @@ async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action
         )
         .await;
     }
-    super::succeeded(
-        &ctx,
-        &format!(
-            "EgressPolicy/{}/{}",
-            policy.namespace().unwrap_or_default(),
-            policy.name_any()
-        ),
-    );
     Ok(Action::requeue(RESYNC))
 }
 
 pub fn error_policy(policy: Arc<EgressPolicy>, error: &Error, ctx: Shared) -> Action {
-    tracing::warn!(policy = %policy.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(
-        &ctx,
-        format!(
-            "EgressPolicy/{}/{}",
-            policy.namespace().unwrap_or_default(),
-            policy.name_any()
-        ),
-        error,
-    )
+    super::retry_after(&ctx, "EgressPolicy", policy.as_ref(), error)
 }

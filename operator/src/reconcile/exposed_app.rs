@@ -21,19 +21,21 @@ use crate::render::{self, ChildKind, Finding, Owner, Rendered};
 /// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
     let metrics = ctx.clone();
-    super::observed(&metrics, "ExposedApp", reconcile_once(app, ctx)).await
+    let obj = app.clone();
+    super::observed(
+        &metrics,
+        "ExposedApp",
+        obj.as_ref(),
+        reconcile_once(app, ctx),
+    )
+    .await
 }
 
 #[instrument(skip_all, fields(app = %format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())))]
 async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
     let api: Api<ExposedApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let key = format!(
-        "ExposedApp/{}/{}",
-        app.namespace().unwrap_or_default(),
-        app.name_any()
-    );
-    let result = finalizer(&api, gatehouse_api::labels::FINALIZER, app, |event| async {
+    finalizer(&api, gatehouse_api::labels::FINALIZER, app, |event| async {
         match event {
             Finalizer::Apply(app) => apply_app(&app, &ctx).await,
             Finalizer::Cleanup(app) => teardown_dns_first(&app, &ctx).await,
@@ -44,24 +46,11 @@ async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
-    });
-    if result.is_ok() {
-        super::succeeded(&ctx, &key);
-    }
-    result
+    })
 }
 
 pub fn error_policy(app: Arc<ExposedApp>, error: &Error, ctx: Shared) -> Action {
-    tracing::warn!(app = %app.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
-    super::retry_after(
-        &ctx,
-        format!(
-            "ExposedApp/{}/{}",
-            app.namespace().unwrap_or_default(),
-            app.name_any()
-        ),
-        error,
-    )
+    super::retry_after(&ctx, "ExposedApp", app.as_ref(), error)
 }
 
 /// Children of kinds the cluster does not serve cannot be written: say so instead.

@@ -424,11 +424,14 @@ pub async fn run(
 }
 
 /// Runs one reconcile and records its duration and outcome in the metrics.
-pub async fn observed(
+/// A success also clears the object's failure count (its backoff starts over).
+pub async fn observed<K: kube::ResourceExt>(
     ctx: &Context,
     kind: &'static str,
+    obj: &K,
     reconcile: impl future::Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
+    let key = failure_key(kind, obj);
     let started = std::time::Instant::now();
     let result = reconcile.await;
     ctx.metrics.observe_reconcile(
@@ -436,7 +439,22 @@ pub async fn observed(
         started.elapsed(),
         result.as_ref().err().map(Error::metric_label),
     );
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
     result
+}
+
+/// The key under which an object's consecutive failures are counted.
+fn failure_key<K: kube::ResourceExt>(kind: &str, obj: &K) -> String {
+    format!(
+        "{kind}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// Server-side applies `status` to the status subresource of `kind` `name` (field manager
@@ -501,12 +519,18 @@ fn tokio_stream<T: Send + 'static>(
 
 /// Backoff for transient failures: 1 s doubling per consecutive failure of the same object,
 /// at most 5 min. Waiting for DNS teardown is not a failure and polls quickly.
-pub fn retry_after(ctx: &Context, key: String, error: &Error) -> Action {
+pub fn retry_after<K: kube::ResourceExt>(
+    ctx: &Context,
+    kind: &str,
+    obj: &K,
+    error: &Error,
+) -> Action {
+    tracing::warn!(object = %failure_key(kind, obj), error = %error, reason = error.metric_label(), "reconcile failed");
     if let Error::DnsTeardownPending(_) = error {
         return Action::requeue(Duration::from_millis(500));
     }
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-    let n = failures.entry(key).or_insert(0);
+    let n = failures.entry(failure_key(kind, obj)).or_insert(0);
     *n = n.saturating_add(1);
     Action::requeue(backoff(*n))
 }
@@ -514,12 +538,6 @@ pub fn retry_after(ctx: &Context, key: String, error: &Error) -> Action {
 /// Delay after `n` consecutive failures.
 pub fn backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(Duration::from_secs(300))
-}
-
-/// A successful reconcile clears the object's failure count.
-pub fn succeeded(ctx: &Context, key: &str) {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-    failures.remove(key);
 }
 
 pub fn store_get<K: Resource<DynamicType = ()> + Clone>(
