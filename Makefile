@@ -5,6 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 include hack/controlplane.mk
+include hack/stack.mk
 
 CARGO ?= cargo
 
@@ -16,7 +17,7 @@ export HELM_BIN
 GATEHOUSE := target/debug/gatehouse
 CRD_FILE := config/crd/gatehouse.dev_crds.yaml
 
-.PHONY: help build crds golden lint fmt test unit integration demo bench clean
+.PHONY: help build crds golden lint fmt test unit integration demo bench clean stack-up
 
 help:
 	@echo "make demo     start a local control plane, apply CRDs and samples, show the result"
@@ -27,6 +28,8 @@ help:
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
 	@echo "make cluster-up / cluster-down   the local control plane alone"
+	@echo "make stack-up  the real cert-manager, MetalLB and external-dns + BIND9 next to it"
+	@echo "make upstream-crds   refresh tests/crds/ from the pinned upstream modules"
 
 build:
 	$(CARGO) build --workspace
@@ -58,14 +61,22 @@ $(HELM_BIN):
 .PHONY: helm
 helm: $(HELM_BIN)
 
-test: controlplane helm
+# The real controllers (hack/stack.mk) are built once like the control plane; the third-party
+# CRDs must be what the pinned upstream modules ship.
+STACK_DEPS := stack-bins bind9 upstream-crds-check
+
+test: controlplane helm $(STACK_DEPS)
 	@hack/with-cluster.sh hack/cargo-test.sh --workspace --all-targets --no-fail-fast
 
-integration: controlplane helm
+integration: controlplane helm $(STACK_DEPS)
 	@hack/with-cluster.sh hack/cargo-test.sh -p gatehouse-tests --all-targets --no-fail-fast
 
-demo: controlplane build
+demo: controlplane build $(STACK_DEPS)
 	@hack/demo.sh
+
+# The real controllers alone, next to a running `make cluster-up` (hack/stack-up.sh).
+stack-up: stack-bins bind9
+	@hack/stack-up.sh
 
 bench:
 	$(CARGO) run --release -p gatehouse-operator --example render_bench

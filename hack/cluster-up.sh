@@ -49,7 +49,10 @@ LOGS=$CLUSTER_DIR/logs
 ADMIN_KUBECONFIG=$PKI/admin.kubeconfig # used while starting; copied to kubeconfig when ready
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 
-log() { echo "cluster-up: $*" >&2; }
+LOG_PREFIX=cluster-up
+# shellcheck source=hack/lib.sh
+source "$REPO_ROOT/hack/lib.sh"
+
 # phase NAME: note how long the step that just finished took (for the start-up summary).
 PHASES=() PHASE_T0=${EPOCHREALTIME/,/.}
 phase() {
@@ -57,20 +60,10 @@ phase() {
 	PHASES+=("$1 $(awk -v a="$PHASE_T0" -v b="$now" 'BEGIN { printf "%.1fs", b - a }')")
 	PHASE_T0=$now
 }
-die() { log "$*"; exit 1; }
 
 [[ -n $BIN && -x $BIN ]] || die "CONTROLPLANE_BIN is not set to an executable; use 'make cluster-up', which builds it"
 command -v "$KUBECTL" >/dev/null || die "kubectl not found"
 command -v openssl >/dev/null || die "openssl not found"
-
-# Every process we start carries GATEHOUSE_CLUSTER_DIR=<this dir> in its environment.
-# cluster-down.sh uses it to find strays whose pid files were lost, and both scripts use
-# it to make sure a pid from a pid file is still ours (pids get reused).
-is_ours() {
-	local pid=$1
-	[[ $pid =~ ^[0-9]+$ ]] && grep -qzxF "GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR" /proc/"$pid"/environ 2>/dev/null
-}
-pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
 
 # Serialise cluster-up/cluster-down on this state dir (parallel test binaries, two
 # terminals). cluster-down.sh, when called from here, is told we already hold the lock.
@@ -94,43 +87,6 @@ cluster_healthy() {
 	local c
 	for c in "${COMPONENTS[@]}"; do is_ours "$(pid_of "$c")" || return 1; done
 	[[ -f $CLUSTER_DIR/kubeconfig ]] && apiserver_ready
-}
-
-# launch NAME CMD...: start CMD in its own session and process group (setsid), detached
-# from our stdin/stdout/stderr and from every other inherited fd (notably the lock on fd
-# 9, and make's or a CI harness's pipes, which would otherwise be held open for as long
-# as the component runs), with the marker in its environment. The pid goes to run/NAME.pid.
-launch() {
-	local name=$1
-	shift
-	(
-		for fd in "/proc/$BASHPID/fd"/*; do
-			fd=${fd##*/}
-			if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-		done
-		exec env GATEHOUSE_CLUSTER_DIR="$CLUSTER_DIR" setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1
-	) &
-	echo $! >"$RUN/$name.pid"
-}
-
-# wait_for WHAT PID CMD...: poll CMD until it succeeds. Fails at once if PID (the
-# component being waited for) has died, or after $TIMEOUT seconds.
-wait_for() {
-	local what=$1 pid=$2 deadline=$((SECONDS + TIMEOUT))
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			log "$what exited while starting; last lines of its log:"
-			tail -n 25 "$LOGS/$what.log" >&2 || true
-			return 1
-		fi
-		if ((SECONDS >= deadline)); then
-			log "timed out after ${TIMEOUT}s waiting for $what; last lines of its log:"
-			tail -n 25 "$LOGS/$what.log" >&2 || true
-			return 1
-		fi
-		sleep 0.2
-	done
 }
 
 # make_pki: a throwaway CA (EC P-256, quick to generate), the apiserver's serving cert,

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # hack/demo.sh: the main job on a fresh machine. Starts the local control plane (built from
-# Go modules by `make controlplane`), installs the Gatehouse CRDs and the third-party CRDs
-# the children use, applies one sample set, runs the operator, plays the controllers the
-# local cluster lacks (cert-manager, load balancer, external-dns) and shows the objects,
-# their Ready conditions and the children. The cluster stays up afterwards; `make cluster-down` stops it.
+# Go modules by `make controlplane`) with the Gatehouse CRDs and the real upstream CRDs of
+# the kinds its children use, starts the real controllers that consume those children
+# (cert-manager, MetalLB's controller, external-dns into BIND9: hack/stack-up.sh), applies
+# one sample set, runs the operator, and shows the set becoming Ready: the certificates
+# cert-manager issued, the addresses MetalLB assigned and what BIND answers. Only what
+# cannot run on one machine is played, and said so: Hetzner's cloud load balancer and
+# Cilium's LB-IPAM. The cluster stays up afterwards; `make cluster-down` stops it.
 #
 #   SAMPLE=<dir under config/samples>   which setup to apply (default metallb-oauth2-openwrt)
 set -euo pipefail
@@ -16,15 +19,42 @@ export CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.cluster}
 KUBECONFIG_FILE=$CLUSTER_DIR/kubeconfig
 k() { kubectl --kubeconfig "$KUBECONFIG_FILE" --cache-dir "$CLUSTER_DIR/kubectl-cache" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# ready_count: how many of the set's own Gatehouse objects are not Ready yet.
+ready_count() {
+	k get -f "$SET" -o json | python3 -c '
+import json, sys
+items = [o for o in json.load(sys.stdin)["items"] if o["apiVersion"].startswith("gatehouse.dev/")]
+ready = lambda o: any(c["type"] == "Ready" and c["status"] == "True" for c in o.get("status", {}).get("conditions", []))
+print(sum(1 for o in items if not ready(o)))'
+}
 
-step "Local control plane (etcd, kube-apiserver, kube-controller-manager)"
+# Which load balancer the set's ClusterNetwork uses decides what is real: MetalLB runs
+# here; Hetzner's and Cilium's cannot, and MetalLB would claim their Services.
+provider=$(sed -n 's/^[[:space:]]*provider:[[:space:]]*\([A-Za-z]*\).*/\1/p' "$SET"/*clusternetwork*.yaml | head -n1)
+provider=${provider:-None}
+case $provider in
+Hetzner | Cilium) components=(cert-manager dns) played=true ;;
+*) components=(cert-manager metallb dns) played=false ;;
+esac
+
+step "Local control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs"
 "$ROOT/hack/cluster-up.sh"
 k version 2>/dev/null | grep Server || true
+echo "$(k get crd -o name | wc -l) CRDs: Gatehouse's (config/crd) and the real upstream ones its children use (tests/crds)"
 
-step "CRDs: Gatehouse (config/crd) and the kinds its children use (tests/crds)"
-k apply --server-side -f "$ROOT/config/crd/gatehouse.dev_crds.yaml" -f "$ROOT/tests/crds/" >/dev/null
-k wait --for=condition=Established crd --all --timeout=60s >/dev/null
-k get crd -o custom-columns=NAME:.metadata.name,KIND:.spec.names.kind
+step "The real controllers: ${components[*]} (hack/stack-up.sh; logs in .cluster/logs)"
+$played && "$ROOT/hack/stack-down.sh" metallb
+"$ROOT/hack/stack-up.sh" "${components[@]}"
+# shellcheck disable=SC1091
+source "$CLUSTER_DIR/stack.env"
+echo "cert-manager $(sed -n 's/.*cert-manager\/cert-manager \(v[0-9.]*\)$/\1/p' "$ROOT/tests/stack/cert-manager/go.mod" | head -n1)," \
+	"MetalLB $(sed -n 's/.*go.universe.tf\/metallb \(v[0-9.]*\)$/\1/p' "$ROOT/tests/stack/metallb/go.mod" | head -n1)," \
+	"external-dns $(sed -n 's/.*sigs.k8s.io\/external-dns \(v[0-9.]*\)$/\1/p' "$ROOT/tests/stack/external-dns/go.mod" | head -n1)," \
+	"$(named -v)"
+if $played; then
+	echo "PLAYED: this set's load balancer ($provider) cannot run on one machine: its Services get"
+	echo "        their addresses from hack/play-load-balancers.py, and MetalLB is not running."
+fi
 
 step "Sample set $SAMPLE (config/samples/$SAMPLE)"
 k apply --server-side -f "$SET"
@@ -35,20 +65,58 @@ pkill -f "$GATEHOUSE run" 2>/dev/null || true
 GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR KUBECONFIG=$KUBECONFIG_FILE setsid "$GATEHOUSE" run --http-addr=127.0.0.1:18080 >"$CLUSTER_DIR/operator.log" 2>&1 </dev/null &
 echo "operator pid $!"
 
-step "Playing cert-manager, the load balancer and external-dns until everything is Ready"
-for i in $(seq 1 60); do
-  sleep 1
-  python3 "$ROOT/hack/play-controllers.py" kubectl --kubeconfig "$KUBECONFIG_FILE" --cache-dir "$CLUSTER_DIR/kubectl-cache"
-  not_ready=$(k get gatehouse -A -o json | python3 -c 'import json,sys; print(sum(1 for o in json.load(sys.stdin)["items"] if not any(c["type"]=="Ready" and c["status"]=="True" for c in o.get("status",{}).get("conditions",[]))))')
-  [[ $not_ready == 0 ]] && { echo "all Ready after ${i}s"; break; }
+step "Waiting for every object to be Ready (certificates issued, addresses assigned, records published)"
+not_ready=unknown
+for i in $(seq 1 120); do
+	sleep 1
+	if $played; then python3 "$ROOT/hack/play-load-balancers.py" kubectl --kubeconfig "$KUBECONFIG_FILE" --cache-dir "$CLUSTER_DIR/kubectl-cache"; fi
+	not_ready=$(ready_count)
+	[[ $not_ready == 0 ]] && { echo "all Ready after ${i}s"; break; }
 done
+[[ $not_ready == 0 ]] || echo "demo: $not_ready objects not Ready after 120 s; see kubectl get gatehouse -A and .cluster/logs" >&2
 
 step "kubectl get gatehouse -A"
 k get gatehouse -A
 
 step "The children Gatehouse created (label app.kubernetes.io/managed-by=gatehouse)"
 k get services,ingresses,networkpolicies,certificates,dnsendpoints,ipaddresspools,l2advertisements,bgpadvertisements,network-attachment-definitions,middlewares,ciliumnetworkpolicies,ciliumloadbalancerippools \
-  -A -l app.kubernetes.io/managed-by=gatehouse 2>/dev/null
+	-A -l app.kubernetes.io/managed-by=gatehouse 2>/dev/null
+
+step "Certificates issued by cert-manager (openssl on each Secret; verified against the stack's CA)"
+k get certificates -A -o jsonpath='{range .items[*]}{.metadata.namespace} {.spec.secretName}{"\n"}{end}' |
+	while read -r ns secret; do
+		pem=$(mktemp)
+		k -n "$ns" get secret "$secret" -o jsonpath='{.data.tls\.crt}' | base64 -d >"$pem" || true
+		echo "-- $ns/$secret"
+		openssl x509 -in "$pem" -noout -subject -issuer -ext subjectAltName 2>/dev/null | sed 's/^/   /'
+		printf '   '
+		openssl verify -CAfile "$CA_CERT" "$pem" 2>&1 | sed "s|$pem|chain|"
+		rm -f "$pem"
+	done
+
+step "LoadBalancer addresses ($($played && echo "PLAYED: $provider" || echo "assigned by the real MetalLB controller"))"
+k get services -A -o json | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["items"]:
+    if s["spec"].get("type") != "LoadBalancer":
+        continue
+    m = s["metadata"]; a = m.get("annotations", {})
+    ips = [i.get("ip") for i in s.get("status", {}).get("loadBalancer", {}).get("ingress", [])]
+    asked = a.get("metallb.io/loadBalancerIPs") or a.get("lbipam.cilium.io/ips") or ("pool " + a["metallb.io/address-pool"] if "metallb.io/address-pool" in a else "any")
+    print("   %s/%s: %s (asked: %s)" % (m["namespace"], m["name"], ", ".join(ips) or "pending", asked))'
+
+step "DNS: what each tier's BIND server answers (dig @127.0.0.1 -p PORT), published by external-dns"
+k get dnsendpoints -A -o json | python3 -c '
+import json, sys
+for d in json.load(sys.stdin)["items"]:
+    tier = d["metadata"].get("labels", {}).get("gatehouse.dev/dns-tier", "?")
+    for e in d["spec"].get("endpoints", []):
+        print(tier, e["dnsName"], e["recordType"])' | sort -u |
+	while read -r tier name type; do
+		port_var=DNS_${tier^^}_PORT
+		printf '   %-8s %-45s %-4s -> %s\n' "$tier" "$name" "$type" \
+			"$(dig +short @127.0.0.1 -p "${!port_var}" "$name" "$type" | tr '\n' ' ')"
+	done
 
 step "Status of one ExposedApp"
 first=$(k get xapp -A -o jsonpath='{.items[0].metadata.namespace}/{.items[0].metadata.name}')
@@ -56,7 +124,8 @@ k -n "${first%%/*}" get xapp "${first##*/}" -o jsonpath='{.status}' | python3 -m
 
 cat <<TXT
 
-The cluster and the operator are still running: export KUBECONFIG=$KUBECONFIG_FILE
+The cluster, the controllers and the operator are still running: export KUBECONFIG=$KUBECONFIG_FILE
+DNS: dig @127.0.0.1 -p $DNS_EXTERNAL_PORT <host> (external tier), -p $DNS_INTERNAL_PORT (internal tier)
 Other setups: make cluster-down; SAMPLE=<one of: $(ls "$ROOT/config/samples" | tr '\n' ' ')> make demo
 Stop everything with: make cluster-down
 TXT

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# hack/with-cluster.sh CMD...: run CMD against a fresh local control plane and always stop
-# it afterwards (success, failure or interrupt). A watchdog tied to this script's pid stops
+# hack/with-cluster.sh CMD...: run CMD against a fresh local control plane with the real
+# controllers of hack/stack-up.sh (cert-manager, MetalLB, external-dns into BIND9) and
+# always stop them afterwards (success, failure or interrupt). A watchdog tied to this script's pid stops
 # the cluster even if this script is killed with SIGKILL.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,4 +17,6 @@ trap 'exit 130' INT TERM
 # collector only re-discovers resource types every 30 s); cluster-up applies config/crd
 # and tests/crds first.
 CLUSTER_WATCH_PID=$$ "$ROOT/hack/cluster-up.sh"
+# Started once per run, like the control plane; tests share them.
+"$ROOT/hack/stack-up.sh"
 "$@"

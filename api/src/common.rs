@@ -117,6 +117,9 @@ pub mod condition {
 
 /// Condition reasons (CamelCase), one place so docs and tests agree.
 pub mod reason {
+    /// Event: external-dns did not acknowledge the removal of a deleted app's records in
+    /// time; its routes were removed anyway.
+    pub const DNS_TEARDOWN_UNCONFIRMED: &str = "DNSTeardownUnconfirmed";
     pub const READY: &str = "Ready";
     pub const PROGRESSING: &str = "Progressing";
     pub const INVALID_SPEC: &str = "InvalidSpec";

@@ -36,7 +36,7 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// DNS records of a deleted app are still present; routes wait for them.
-    #[error("waiting for DNSEndpoints of {0} to be deleted")]
+    #[error("deleting: routes wait for DNS records to go: {0}")]
     DnsTeardownPending(String),
 }
 

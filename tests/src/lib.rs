@@ -299,43 +299,227 @@ pub async fn settle(op: &Operator, quiet: Duration, timeout: Duration) -> u64 {
     }
 }
 
-/// Plays the controllers Gatehouse relies on but this cluster does not run, the way they
-/// would: cert-manager marks Certificates Ready, the load-balancer controller assigns
-/// addresses (requested ones, else the next from 198.51.100.0/24 and 2001:db8:ffff::/112),
-/// external-dns reports DNSEndpoints published. Touches only objects in `namespaces`.
-pub async fn play_controllers(client: &Client, namespaces: &[String]) {
+/// The state directory of the local cluster (hack/cluster-up.sh): next to its kubeconfig.
+pub fn cluster_dir() -> PathBuf {
+    kubeconfig_path()
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".cluster"))
+}
+
+/// A value hack/stack-up.sh recorded for the real controllers it started (DNS ports, the
+/// CA). Panics with instructions when the stack is not up.
+pub fn stack_env(key: &str) -> String {
+    let path = cluster_dir().join("stack.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "no test stack ({}: {e}); run the tests through `make test`, which starts it",
+            path.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
+        .to_string()
+}
+
+/// Starts (`true`) or stops a component of the test stack: `cert-manager`, `metallb`, `dns`.
+/// Starting is idempotent. Used around tests that must run without one of them.
+pub fn stack_component(up: bool, component: &str) {
+    let script = if up { "stack-up.sh" } else { "stack-down.sh" };
+    let out = std::process::Command::new(root().join("hack").join(script))
+        .arg(component)
+        .env("CLUSTER_DIR", cluster_dir())
+        .output()
+        .expect("hack script runs");
+    assert!(
+        out.status.success(),
+        "{script} {component}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stack component stopped for as long as this value lives; dropping it (also when a test
+/// panics) starts the component again.
+pub struct Paused(&'static str);
+
+/// Stops `component` until the returned guard is dropped.
+pub fn pause(component: &'static str) -> Paused {
+    stack_component(false, component);
+    Paused(component)
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds.
+        let _ = std::process::Command::new(root().join("hack/stack-up.sh"))
+            .arg(self.0)
+            .env("CLUSTER_DIR", cluster_dir())
+            .output();
+    }
+}
+
+/// One DNS answer from a tier's BIND server: the response code and the answer records'
+/// data (addresses for A/AAAA), sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    pub status: String,
+    pub records: Vec<String>,
+}
+
+/// Asks the BIND server of `tier` (external, internal) for `name`/`rtype` with the real
+/// `dig`.
+pub fn dig(tier: &str, name: &str, rtype: &str) -> DnsAnswer {
+    let port = stack_env(&format!("DNS_{}_PORT", tier.to_uppercase()));
+    let out = std::process::Command::new("dig")
+        .args(["+noall", "+comments", "+answer", "+time=2", "+tries=1"])
+        .arg("@127.0.0.1")
+        .args(["-p", &port, name, rtype])
+        .output()
+        .expect("dig runs (make bind9 installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("NO-ANSWER")
+        .to_string();
+    let mut records: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 5 && f[3] == rtype).then(|| f[4..].join(" "))
+        })
+        .collect();
+    records.sort();
+    DnsAnswer { status, records }
+}
+
+/// Waits until `dig` on `tier` answers `name`/`rtype` with exactly `want` (NOERROR), or,
+/// with `want` empty, says NXDOMAIN.
+pub async fn wait_dns(tier: &str, name: &str, rtype: &str, want: &[String], timeout: Duration) {
+    let mut want: Vec<String> = want.to_vec();
+    want.sort();
+    let expected = if want.is_empty() {
+        DnsAnswer {
+            status: "NXDOMAIN".into(),
+            records: vec![],
+        }
+    } else {
+        DnsAnswer {
+            status: "NOERROR".into(),
+            records: want,
+        }
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let got = dig(tier, name, rtype);
+        if got == expected {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("dig {name} {rtype} on the {tier} tier: got {got:?}, want {expected:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What a certificate Secret holds, as read with the real `openssl`.
+#[derive(Debug)]
+pub struct IssuedCertificate {
+    pub subject: String,
+    pub issuer: String,
+    pub dns_names: Vec<String>,
+}
+
+/// Reads Secret `namespace/name`, checks with `openssl verify` that its certificate chains
+/// to the test stack's CA, and returns its subject, issuer and DNS names (sorted).
+pub async fn issued_certificate(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<IssuedCertificate, String> {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("Secret {namespace}/{name} does not exist"))?;
+    let pem = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("tls.crt"))
+        .ok_or_else(|| format!("Secret {namespace}/{name} has no tls.crt"))?
+        .0
+        .clone();
+    let file = std::env::temp_dir().join(format!(
+        "gatehouse-cert-{}-{}.pem",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&file, &pem).map_err(|e| e.to_string())?;
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("openssl {}: {text}", args.join(" ")))
+        }
+    };
+    let path = file.to_string_lossy().to_string();
+    let ca = stack_env("CA_CERT");
+    let verified = openssl(&["verify", "-CAfile", &ca, &path]);
+    let text = openssl(&[
+        "x509",
+        "-in",
+        &path,
+        "-noout",
+        "-subject",
+        "-issuer",
+        "-ext",
+        "subjectAltName",
+        "-nameopt",
+        "RFC2253",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    verified?;
+    let text = text?;
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut dns_names: Vec<String> = text
+        .split([',', '\n'])
+        .filter_map(|p| p.trim().strip_prefix("DNS:"))
+        .map(str::to_string)
+        .collect();
+    dns_names.sort();
+    Ok(IssuedCertificate {
+        subject: field("subject="),
+        issuer: field("issuer="),
+        dns_names,
+    })
+}
+
+/// Plays the load balancers that cannot run on one machine: Hetzner's cloud load balancer
+/// and Cilium's LB-IPAM. Gives each unassigned LoadBalancer Service in `namespaces` the
+/// address it requests (`lbipam.cilium.io/ips`), else the next of 198.51.100.0/24 and
+/// 2001:db8:ffff::/112, by patching its status as those controllers would. MetalLB must be
+/// stopped meanwhile (`stack_component(false, "metallb")`): it claims every LoadBalancer
+/// Service without a class and clears addresses it did not assign.
+pub async fn play_load_balancers(client: &Client, namespaces: &[String]) {
     use std::sync::atomic::AtomicU32;
     static NEXT_IP: AtomicU32 = AtomicU32::new(1);
     let status_pp = PatchParams::default();
     for ns in namespaces {
-        let certs = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            ns,
-            &gatehouse_operator::reconcile::api_resource(
-                gatehouse_operator::render::ChildKind::Certificate,
-            ),
-        );
-        for c in certs
-            .list(&Default::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let ready = c.data["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
-            });
-            if !ready {
-                let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Certificate is up to date and has not expired"}]}});
-                let _ = certs
-                    .patch_status(
-                        &c.metadata.name.clone().unwrap(),
-                        &status_pp,
-                        &Patch::Merge(&patch),
-                    )
-                    .await;
-            }
-        }
         let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
         for s in services
             .list(&Default::default())
@@ -357,10 +541,7 @@ pub async fn play_controllers(client: &Client, namespaces: &[String]) {
                 continue;
             }
             let annotations = s.metadata.annotations.clone().unwrap_or_default();
-            let requested = annotations
-                .get("metallb.io/loadBalancerIPs")
-                .or(annotations.get("lbipam.cilium.io/ips"));
-            let ips: Vec<String> = match requested {
+            let ips: Vec<String> = match annotations.get("lbipam.cilium.io/ips") {
                 Some(list) => list.split(',').map(|x| x.trim().to_string()).collect(),
                 None => {
                     let n = NEXT_IP.fetch_add(1, Ordering::SeqCst);
@@ -389,31 +570,6 @@ pub async fn play_controllers(client: &Client, namespaces: &[String]) {
                     &Patch::Merge(&patch),
                 )
                 .await;
-        }
-        let dns = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            ns,
-            &gatehouse_operator::reconcile::api_resource(
-                gatehouse_operator::render::ChildKind::DnsEndpoint,
-            ),
-        );
-        for d in dns
-            .list(&Default::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-        {
-            let generation = d.metadata.generation.unwrap_or(0);
-            if d.data["status"]["observedGeneration"].as_i64() != Some(generation) {
-                let patch = json!({"status": {"observedGeneration": generation}});
-                let _ = dns
-                    .patch_status(
-                        &d.metadata.name.clone().unwrap(),
-                        &status_pp,
-                        &Patch::Merge(&patch),
-                    )
-                    .await;
-            }
         }
     }
 }

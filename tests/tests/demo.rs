@@ -1,5 +1,6 @@
-//! `make demo`, the main job, end to end on a control plane of its own: it must finish with
-//! every sample object Ready.
+//! `make demo`, the main job, end to end on a control plane of its own with the real
+//! controllers: it must finish with every sample object Ready, show certificates that verify
+//! against the stack's CA, addresses MetalLB assigned, and BIND answering the sample's hosts.
 
 use std::process::Command;
 
@@ -17,6 +18,12 @@ fn the_demo_ends_with_everything_ready() {
         .env("CLUSTER_WATCH_PID", std::process::id().to_string())
         .output()
         .unwrap();
+    for component in ["CERT_MANAGER_BIN", "METALLB_BIN", "EXTERNAL_DNS_BIN"] {
+        assert!(
+            std::env::var_os(component).is_some(),
+            "{component} is not set: run through `make test`"
+        );
+    }
     let _ = Command::new(root().join("hack/cluster-down.sh"))
         .env("CLUSTER_DIR", &dir)
         .output();
@@ -35,5 +42,28 @@ fn the_demo_ends_with_everything_ready() {
     assert!(
         table.contains("exposedapp.gatehouse.dev/app1") && table.contains("True"),
         "{stdout}"
+    );
+    // Real results, as the demo prints them (metallb-oauth2-openwrt, the default set).
+    assert!(
+        stdout.contains("chain: OK") && !stdout.contains("chain: error"),
+        "certificates verify against the CA:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("assigned by the real MetalLB controller")
+            && stdout.contains("ingress-nginx-controller-external: 192.168.0.3"),
+        "MetalLB assigned the requested address:\n{stdout}"
+    );
+    let dig_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("app1.k8s.example.com") && l.contains(" -> "))
+        .collect();
+    assert!(
+        dig_lines
+            .iter()
+            .any(|l| l.contains("external") && l.contains("192.168.0.3"))
+            && dig_lines
+                .iter()
+                .any(|l| l.contains("internal") && l.contains("192.168.0.5")),
+        "BIND answers per tier (split horizon): {dig_lines:?}\n{stdout}"
     );
 }

@@ -1,10 +1,11 @@
 //! GitOps and dashboards: the ArgoCD Lua health checks run (in a real Lua 5.4) against their
-//! fixtures; kstatus reads our conditions as Current / InProgress / Failed on live objects;
+//! fixtures; the real kstatus library reads live objects as Current / InProgress / Failed;
 //! the kube-state-metrics and Grafana configurations refer to what we really expose.
 
 use std::time::Duration;
 
 use gatehouse_tests::*;
+use kube::api::{Api, DynamicObject};
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{Value, json};
 
@@ -68,36 +69,38 @@ fn argocd_health_checks_pass_their_fixtures() {
     }
 }
 
-/// kstatus' rules for objects with standard conditions (sigs.k8s.io/cli-utils/pkg/kstatus,
-/// "generic" status): a deletionTimestamp is Terminating; observedGeneration behind
-/// generation is InProgress; Reconciling=True is InProgress; Stalled=True is Failed;
-/// otherwise Current. (Its Go module is not served by the module proxy here, so the rules
-/// are restated; they are short and stable.)
-fn kstatus(obj: &Value) -> &'static str {
-    if obj["metadata"]["deletionTimestamp"].is_string() {
-        return "Terminating";
-    }
-    let generation = obj["metadata"]["generation"].as_i64();
-    let observed = obj["status"]["observedGeneration"].as_i64();
-    if generation.is_some() && observed.is_some() && observed < generation {
-        return "InProgress";
-    }
-    let conditions = obj["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let is_true = |t: &str| {
-        conditions
-            .iter()
-            .any(|c| c["type"] == t && c["status"] == "True")
-    };
-    if is_true("Reconciling") {
-        return "InProgress";
-    }
-    if is_true("Stalled") {
-        return "Failed";
-    }
-    "Current"
+/// The status kstatus gives an object: the real library (sigs.k8s.io/cli-utils
+/// `pkg/kstatus/status.Compute`, the rules kubectl, kpt, Flux and Argo CD's kstatus mode
+/// follow), run by the small Go helper in tests/stack/kstatus that `make test` builds.
+fn kstatus(obj: &Value) -> String {
+    use std::io::Write;
+    let bin = std::env::var("KSTATUS_BIN")
+        .expect("KSTATUS_BIN is set by make (run the tests through `make test`)");
+    let mut child = std::process::Command::new(&bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(obj.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kstatus helper: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "kstatus helper output {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    line["status"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,8 +110,11 @@ async fn kstatus_reads_live_objects_as_current_in_progress_and_failed() {
     let ns = namespace(&client, "kstatus", json!({})).await;
     let net = format!("kstatus-{}", std::process::id());
     let zone = format!("{net}.example.com");
+    // An issuer that does not exist yet keeps the certificate pending (InProgress) until the
+    // test creates it; then the real cert-manager issues (Current).
+    let issuer = format!("kstatus-{}", std::process::id());
     let network = json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "metadata": {"name": net},
-        "spec": {"ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]}}, "tls": {"issuerRef": {"name": "le"}},
+        "spec": {"ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]}}, "tls": {"issuerRef": {"name": issuer}},
                  "dns": {"external": {"zone": zone}}}});
     apply(&client, &network, false).await.unwrap();
     let app = |name: &str, host: &str| {
@@ -147,19 +153,18 @@ async fn kstatus_reads_live_objects_as_current_in_progress_and_failed() {
     )
     .await;
     assert_eq!(kstatus(&serde_json::to_value(&broken).unwrap()), "Failed");
-    // Current: everything issued and published.
-    let ready = eventually(
-        Duration::from_secs(30),
-        "the pending app to become Ready",
-        || {
-            let client = client.clone();
-            let (apps, ns) = (apps.clone(), ns.clone());
-            async move {
-                play_controllers(&client, &[ns]).await;
-                let obj = apps.get("pending").await.ok()?;
-                (condition(&obj, "Ready")?.0 == "True").then_some(obj)
-            }
-        },
+    // Current: the issuer appears, cert-manager issues, external-dns publishes.
+    apply(&client, &json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": issuer},
+        "spec": {"ca": {"secretName": "gatehouse-test-ca"}}}), false)
+        .await
+        .unwrap();
+    let ready = wait_condition(
+        &apps,
+        "pending",
+        "Ready",
+        "True",
+        None,
+        Duration::from_secs(60),
     )
     .await;
     assert_eq!(kstatus(&serde_json::to_value(&ready).unwrap()), "Current");
@@ -168,6 +173,15 @@ async fn kstatus_reads_live_objects_as_current_in_progress_and_failed() {
         .await
         .unwrap();
     assert_eq!(kstatus(&serde_json::to_value(&network).unwrap()), "Current");
+    let _ = Api::<DynamicObject>::all_with(
+        client.clone(),
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("cert-manager.io", "v1", "ClusterIssuer"),
+            "clusterissuers",
+        ),
+    )
+    .delete(&issuer, &Default::default())
+    .await;
     op.stop();
 }
 

@@ -83,10 +83,11 @@ async fn wait_exists(api: &Api<DynamicObject>, name: &str, want: bool) {
     .await;
 }
 
+/// Waits until the app is Ready for its generation: the real cert-manager issued its
+/// certificate, MetalLB assigned its addresses, external-dns published its records.
 async fn converge(client: &Client, ns: &str, name: &str) -> DynamicObject {
     let deadline = Instant::now() + LONG;
     loop {
-        play_controllers(client, &[ns.to_string()]).await;
         let obj = apps(client, ns).get(name).await.unwrap();
         if condition(&obj, "Ready").is_some_and(|c| c.0 == "True")
             && obj.data["status"]["observedGeneration"].as_i64() == obj.metadata.generation
@@ -414,28 +415,45 @@ async fn deleting_an_app_removes_dns_first_and_all_children_after() {
         &ns,
     );
     let ing = dyn_api(&client, gatehouse_operator::render::ChildKind::Ingress, &ns);
+    // The real external-dns published the record into the external tier's BIND.
+    let host = format!("t.{zone}");
+    wait_dns("external", &host, "A", &["192.0.2.1".into()], LONG).await;
     apps(&client, &ns)
         .delete("web", &DeleteParams::default())
         .await
         .unwrap();
     let start = Instant::now();
-    let (mut dns_gone, mut ing_gone) = (None, None);
+    let (mut records_gone, mut dns_gone, mut ing_gone) = (None, None, None);
     while (dns_gone.is_none() || ing_gone.is_none()) && start.elapsed() < Duration::from_secs(60) {
+        if records_gone.is_none() && dig("external", &host, "A").status == "NXDOMAIN" {
+            records_gone = Some(start.elapsed());
+        }
         if dns_gone.is_none() && !exists(&dns, "web-external").await {
             dns_gone = Some(start.elapsed());
         }
         if ing_gone.is_none() && !exists(&ing, "web-external").await {
             ing_gone = Some(start.elapsed());
+            // Asked after the Ingress was seen gone: BIND must already have dropped the name.
+            let answer = dig("external", &host, "A");
+            assert_eq!(
+                answer.status, "NXDOMAIN",
+                "the routes went while BIND still answered {answer:?}"
+            );
+            records_gone.get_or_insert(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (dns_gone, ing_gone) = (
+    let (records_gone, dns_gone, ing_gone) = (
+        records_gone.expect("records removed from BIND"),
         dns_gone.expect("DNSEndpoint removed"),
         ing_gone.expect("Ingress removed"),
     );
     assert!(
-        dns_gone <= ing_gone,
-        "DNS went at {dns_gone:?}, routes at {ing_gone:?}"
+        records_gone <= ing_gone && dns_gone <= ing_gone,
+        "records went from BIND at {records_gone:?}, the DNSEndpoint at {dns_gone:?}, routes at {ing_gone:?}"
+    );
+    println!(
+        "teardown: records gone from BIND at {records_gone:?}, DNSEndpoint at {dns_gone:?}, Ingress at {ing_gone:?}"
     );
     for (kind, name) in [
         (gatehouse_operator::render::ChildKind::Service, "web"),
@@ -631,8 +649,19 @@ async fn an_invalid_spec_is_stalled_naming_the_field_and_recovers_on_a_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_dns_records_appear_once_the_address_is_assigned() {
+    // The pool starts in the test's namespace, where MetalLB does not look: no address.
+    let pool = format!("tcpdns-{}", std::process::id());
+    let pools = |ns: &str| json!({"loadBalancer": {"namespace": ns, "pools": [{"name": pool, "addresses": ["192.0.2.0/28", "2001:db8:1::/120"]}]}});
     let (client, ns, net, zone) = setup("tcpdns", json!({})).await;
-    let spec = json!({"ports": [{"name": "smtp", "port": 25}], "tcp": [{"port": "smtp", "hosts": [format!("mx.{zone}")]}]});
+    gatehouse_api(&client, "ClusterNetwork", None)
+        .patch(
+            &net,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": pools(&ns)})),
+        )
+        .await
+        .unwrap();
+    let spec = json!({"ports": [{"name": "smtp", "port": 25}], "tcp": [{"port": "smtp", "pool": pool, "hosts": [format!("mx.{zone}")]}]});
     apply(&client, &app(&ns, "mail", &net, spec), false)
         .await
         .unwrap();
@@ -655,6 +684,15 @@ async fn tcp_dns_records_appear_once_the_address_is_assigned() {
         !exists(&dns, "mail-external").await,
         "no record before an address exists"
     );
+    // The pool moves to MetalLB's namespace: the real MetalLB assigns from it.
+    gatehouse_api(&client, "ClusterNetwork", None)
+        .patch(
+            &net,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": pools("metallb-system")})),
+        )
+        .await
+        .unwrap();
     let obj = converge(&client, &ns, "mail").await;
     let record = dns.get("mail-external").await.unwrap();
     let endpoints = record.data["spec"]["endpoints"].as_array().unwrap().clone();
@@ -664,4 +702,9 @@ async fn tcp_dns_records_appear_once_the_address_is_assigned() {
         .collect();
     assert_eq!(types, ["A", "AAAA"], "dual stack gives A and AAAA");
     assert_eq!(obj.data["status"]["addresses"].as_array().unwrap().len(), 2);
+    // The pool's addresses leave MetalLB's namespace with the network.
+    gatehouse_api(&client, "ClusterNetwork", None)
+        .delete(&net, &DeleteParams::default())
+        .await
+        .unwrap();
 }

@@ -1,7 +1,11 @@
-//! Every sample set converges on the real API server with exactly the expected children, and
-//! the operator then keeps its hands still: an idle window and a restart cause zero mutating
-//! requests (counted in the operator's own client), and a new ExposedApp costs its children,
-//! one status write and one finalizer write. Sets run one after another: they reuse names.
+//! Every sample set converges on the real API server with exactly the expected children,
+//! Ready because the real controllers made it so: cert-manager issued each certificate (read
+//! back with openssl, chained to the stack's CA), MetalLB assigned each address, external-dns
+//! published each record into the tier's BIND server (read back with dig). Only Hetzner's
+//! cloud load balancer and Cilium's LB-IPAM are played. The operator then keeps its hands
+//! still: an idle window and a restart cause zero mutating requests (counted in the
+//! operator's own client), and a new ExposedApp costs its children, one status write and one
+//! finalizer write. Sets run one after another: they reuse names.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -15,7 +19,16 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-const PROTECTED: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Namespaces a set may name but the test must not delete: the cluster's own, and the ones the
+/// test stack's controllers keep their state in (the CA Secret of cert-manager's issuers).
+const PROTECTED: [&str; 6] = [
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "cert-manager",
+    "metallb-system",
+];
 
 type Key = (ChildKind, Option<String>, String);
 
@@ -153,10 +166,6 @@ async fn delete_set(client: &Client, objects: &[Value]) {
     for n in &namespaces {
         let _ = api.delete(n, &DeleteParams::default()).await;
     }
-    // Pool objects live in the provider's namespace, outside the set's namespaces.
-    for ns in ["metallb-system"] {
-        let _ = api.delete(ns, &DeleteParams::default()).await;
-    }
     eventually(
         Duration::from_secs(120),
         "the sample set's namespaces to be deleted",
@@ -164,11 +173,7 @@ async fn delete_set(client: &Client, objects: &[Value]) {
             let api = api.clone();
             let namespaces = namespaces.clone();
             async move {
-                for n in namespaces
-                    .iter()
-                    .map(String::as_str)
-                    .chain(["metallb-system"])
-                {
+                for n in namespaces.iter().map(String::as_str) {
                     if api.get_opt(n).await.ok().flatten().is_some() {
                         return None;
                     }
@@ -186,6 +191,128 @@ async fn delete_set(client: &Client, objects: &[Value]) {
     .await;
 }
 
+/// The load balancer of a set's ClusterNetwork when it is one that cannot run here.
+fn played_load_balancer(objects: &[Value]) -> Option<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterNetwork")
+        .filter_map(|o| o["spec"]["loadBalancer"]["provider"].as_str())
+        .find(|p| matches!(*p, "Hetzner" | "Cilium"))
+        .map(str::to_string)
+}
+
+struct RealCheck {
+    summary: String,
+    /// Every (tier, host, record type) published.
+    records: Vec<(String, String, String)>,
+}
+
+/// Checks what the real controllers made of the live children: every Certificate's Secret
+/// holds a certificate for exactly its dnsNames that chains to the stack's CA; every record
+/// of every DNSEndpoint is answered, with exactly its targets, by its tier's BIND server;
+/// every LoadBalancer Service has its address (already part of Ready).
+async fn check_real_controllers(client: &Client, set: &str, live: &[(Key, Value)]) -> RealCheck {
+    let mut certificates = 0;
+    let mut records = Vec::new();
+    for ((kind, ns, _), obj) in live {
+        let ns = ns.clone().unwrap_or_default();
+        match kind {
+            ChildKind::Certificate => {
+                let secret = obj["spec"]["secretName"].as_str().unwrap();
+                let mut want: Vec<String> = obj["spec"]["dnsNames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.as_str().unwrap().to_string())
+                    .collect();
+                want.sort();
+                let cert = issued_certificate(client, &ns, secret)
+                    .await
+                    .unwrap_or_else(|e| panic!("{set}: {ns}/{secret}: {e}"));
+                assert_eq!(
+                    cert.dns_names, want,
+                    "{set}: {ns}/{secret} is not for exactly the TLS hosts"
+                );
+                certificates += 1;
+            }
+            ChildKind::DnsEndpoint => {
+                let tier = obj["metadata"]["labels"]["gatehouse.dev/dns-tier"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                for e in obj["spec"]["endpoints"].as_array().unwrap() {
+                    let host = e["dnsName"].as_str().unwrap().to_string();
+                    let rtype = e["recordType"].as_str().unwrap().to_string();
+                    let targets: Vec<String> = e["targets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap().to_string())
+                        .collect();
+                    wait_dns(&tier, &host, &rtype, &targets, Duration::from_secs(30)).await;
+                    records.push((tier.clone(), host, rtype));
+                }
+            }
+            _ => {}
+        }
+    }
+    let per_tier = |t: &str| records.iter().filter(|r| r.0 == t).count();
+    RealCheck {
+        summary: format!(
+            "{certificates} certificates verified, {} external and {} internal records answered by BIND",
+            per_tier("external"),
+            per_tier("internal")
+        ),
+        records,
+    }
+}
+
+/// Every LoadBalancer Service of the set (Gatehouse's and the set's own ingress controller
+/// Services) has an address: the one it requests, else one from its pool, as MetalLB (or the
+/// played load balancer) assigned it.
+async fn load_balancer_addresses(client: &Client, namespaces: &[String], played: bool) -> String {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        for s in Api::<Service>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            let spec = s.spec.clone().unwrap_or_default();
+            if spec.type_.as_deref() != Some("LoadBalancer") {
+                continue;
+            }
+            let ips: Vec<String> = s
+                .status
+                .as_ref()
+                .and_then(|st| st.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .map(|i| i.iter().filter_map(|x| x.ip.clone()).collect())
+                .unwrap_or_default();
+            let annotations = s.annotations();
+            if let Some(requested) = annotations
+                .get("metallb.io/loadBalancerIPs")
+                .or(annotations.get("lbipam.cilium.io/ips"))
+            {
+                let mut want: Vec<String> =
+                    requested.split(',').map(|x| x.trim().to_string()).collect();
+                want.sort();
+                let mut got = ips.clone();
+                got.sort();
+                assert_eq!(got, want, "{ns}/{}: requested address", s.name_any());
+            }
+            assert!(!ips.is_empty(), "{ns}/{} has no address", s.name_any());
+            out.push(format!("{ns}/{}={}", s.name_any(), ips.join("+")));
+        }
+    }
+    format!(
+        "; load balancers ({}): {}",
+        if played { "PLAYED" } else { "real MetalLB" },
+        out.join(" ")
+    )
+}
+
 async fn client_for_check() -> Client {
     client().await
 }
@@ -199,30 +326,37 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         let name = set.file_name().unwrap().to_string_lossy().to_string();
         let objects = sample_objects(&set);
         let owners = owners(&objects);
+        // MetalLB runs here; Hetzner's and Cilium's load balancers cannot, so they are
+        // played, with MetalLB stopped (it would claim their Services and clear them).
+        let played = played_load_balancer(&objects);
+        let _metallb_paused = played.as_ref().map(|provider| {
+            println!("{name}: {provider} load balancer PLAYED; MetalLB stopped for this set");
+            pause("metallb")
+        });
         for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
             apply(&client, obj, false).await.unwrap();
         }
-        apply(&client, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metallb-system"}}), false).await.unwrap();
         for obj in objects.iter().filter(|o| o["kind"] != "Namespace") {
             apply(&client, obj, false)
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        let mut namespaces: Vec<String> = objects
+        let namespaces: Vec<String> = objects
             .iter()
             .filter(|o| o["kind"] == "Namespace")
             .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
             .collect();
-        namespaces.push("metallb-system".into());
 
-        // Converge: play cert-manager, the load balancer and external-dns until all Ready.
+        // Converge on the real controllers (playing only the load balancers above).
         let start = Instant::now();
         loop {
-            play_controllers(&client, &namespaces).await;
+            if played.is_some() {
+                play_load_balancers(&client, &namespaces).await;
+            }
             match all_ready(&client, &owners).await {
                 Ok(()) => break,
-                Err(e) if start.elapsed() > Duration::from_secs(90) => {
-                    panic!("{name}: not Ready after 90 s: {e}")
+                Err(e) if start.elapsed() > Duration::from_secs(120) => {
+                    panic!("{name}: not Ready after 120 s: {e}")
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
             }
@@ -266,6 +400,11 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             );
         }
 
+        // What the real controllers did: each certificate issued for exactly its hosts,
+        // each record answered by its tier's BIND server.
+        let mut real = check_real_controllers(&client, &name, &live).await;
+        real.summary += &load_balancer_addresses(&client, &namespaces, played.is_some()).await;
+
         // Idle: nothing changes, nothing is written.
         let before = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -295,12 +434,17 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         );
 
         report.push(format!(
-            "{name}: {} objects, {} children, Ready in {:.1}s, idle writes {idle}, restart writes {restart_writes}",
+            "{name}: {} objects, {} children, Ready in {:.1}s ({}), idle writes {idle}, restart writes {restart_writes}",
             owners.len(),
             want.len(),
-            converged.as_secs_f64()
+            converged.as_secs_f64(),
+            real.summary
         ));
         delete_set(&client, &objects).await;
+        // external-dns removed every record of the set from BIND.
+        for (tier, host, rtype) in &real.records {
+            wait_dns(tier, host, rtype, &[], Duration::from_secs(30)).await;
+        }
     }
     report.push(new_app_cost(&client, &op).await);
     println!("{}", report.join("\n"));
@@ -366,6 +510,9 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         "{app_writes} writes for {children} children (budget: children + status + finalizer): {what:#?}"
     );
     assert!(writes >= children, "the children must have been written");
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
     let _ = gatehouse_api(&client, "ClusterNetwork", None)
         .delete(&network, &DeleteParams::default())
         .await;

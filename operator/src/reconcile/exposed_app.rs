@@ -274,13 +274,68 @@ pub async fn publish_stalled<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// Deletion: DNS records go first, so no name points at routes that are about to vanish;
-/// the rest of the children follow through garbage collection once the finalizer is gone.
+/// How long a deleted app's routes wait for external-dns to acknowledge the removal of its
+/// records. Past it (external-dns not running, or not watching this tier) the routes go
+/// anyway, with a Warning event: deleting must not hang forever on another controller.
+pub const DNS_TEARDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the teardown does next with one DNSEndpoint of a deleted app.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DnsTeardown {
+    /// It still lists records: empty it, so external-dns removes them from the zone.
+    Empty,
+    /// Emptied, not yet acknowledged by external-dns (status.observedGeneration behind).
+    AwaitAcknowledgement,
+    /// external-dns has read the empty generation (it writes observedGeneration as it reads,
+    /// then sends the deletions to the DNS server in the same pass), or waiting timed out.
+    Delete,
+}
+
+/// Pure: the next teardown step for a live DNSEndpoint, given how long the app has been
+/// deleting.
+pub fn dns_teardown_step(
+    live: &serde_json::Value,
+    deleting_for: std::time::Duration,
+) -> DnsTeardown {
+    let listed = live["spec"]["endpoints"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty());
+    let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
+    let observed = live["status"]["observedGeneration"].as_i64();
+    if deleting_for >= DNS_TEARDOWN_TIMEOUT {
+        DnsTeardown::Delete
+    } else if observed.is_none() {
+        // external-dns never read any generation of it, so nothing of it is in the zone.
+        DnsTeardown::Delete
+    } else if listed {
+        DnsTeardown::Empty
+    } else if observed.is_some_and(|o| o >= generation) {
+        DnsTeardown::Delete
+    } else {
+        DnsTeardown::AwaitAcknowledgement
+    }
+}
+
+/// Deletion: DNS records go first, so no name points at routes that are about to vanish.
+/// Each DNSEndpoint is emptied and kept until external-dns acknowledges the empty
+/// generation (deleting it outright would leave the records in the zone until external-dns's
+/// next sync, after the routes are gone); then it is deleted and the rest of the children
+/// follow through garbage collection once the finalizer is gone. Reads come from the
+/// caches; the error return keeps the finalizer while something is pending.
 async fn teardown_dns_first(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
     let owner = Owner::of(app);
     let ns = app.namespace().unwrap_or_default();
     let api = apply::api(ctx, ChildKind::DnsEndpoint, Some(&ns));
-    let mut remaining = Vec::new();
+    let deleting_for = app
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| {
+            let since = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+            std::time::Duration::try_from(since).ok()
+        })
+        .unwrap_or_default();
+    let mut pending = Vec::new();
     for (kind, _, name) in ctx
         .stores
         .owned_by(&owner)
@@ -288,27 +343,96 @@ async fn teardown_dns_first(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
         .filter(|(k, ..)| *k == ChildKind::DnsEndpoint)
     {
         let what = format!("{} {ns}/{name}", kind.kind());
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => remaining.push(name),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(source) => return Err(Error::Prune { what, source }),
+        let live = ctx
+            .stores
+            .child(kind, Some(&ns), &name)
+            .and_then(|l| l.content)
+            .unwrap_or_default();
+        match dns_teardown_step(&live, deleting_for) {
+            DnsTeardown::Empty => {
+                // A merge patch, not an apply: an apply of only this field would drop our
+                // ownership of the labels the caches select children by.
+                let empty = serde_json::json!({"spec": {"endpoints": []}});
+                let pp = kube::api::PatchParams::default();
+                api.patch(&name, &pp, &kube::api::Patch::Merge(&empty))
+                    .await
+                    .map_err(|source| Error::Apply { what, source })?;
+                pending.push(format!("{name} (emptied)"));
+            }
+            DnsTeardown::AwaitAcknowledgement => {
+                pending.push(format!("{name} (waiting for external-dns)"))
+            }
+            DnsTeardown::Delete => {
+                if deleting_for >= DNS_TEARDOWN_TIMEOUT {
+                    warn_unacknowledged(app, ctx, &name).await;
+                }
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => pending.push(format!("{name} (deleted)")),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(source) => return Err(Error::Prune { what, source }),
+                }
+            }
         }
     }
-    for name in remaining {
-        let gone = api
-            .get_opt(&name)
-            .await
-            .map_err(|source| Error::Read {
-                what: name.clone(),
-                source,
-            })?
-            .is_none();
-        if !gone {
-            return Err(Error::DnsTeardownPending(format!(
-                "{ns}/{}",
-                app.name_any()
-            )));
-        }
+    if !pending.is_empty() {
+        return Err(Error::DnsTeardownPending(format!(
+            "{ns}/{}: {}",
+            app.name_any(),
+            pending.join(", ")
+        )));
     }
     Ok(Action::await_change())
+}
+
+async fn warn_unacknowledged(app: &ExposedApp, ctx: &Shared, name: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason::DNS_TEARDOWN_UNCONFIRMED.into(),
+        note: Some(format!(
+            "external-dns did not acknowledge the removal of DNSEndpoint {name} within {}s; deleting it and the routes anyway: check that external-dns watches this tier",
+            DNS_TEARDOWN_TIMEOUT.as_secs()
+        )),
+        action: "Delete".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    #[test]
+    fn dns_teardown_empties_then_waits_for_external_dns_then_deletes() {
+        let listed = json!({"metadata": {"generation": 1}, "spec": {"endpoints": [{"dnsName": "a.example.com"}]}, "status": {"observedGeneration": 1}});
+        assert_eq!(
+            dns_teardown_step(&listed, Duration::ZERO),
+            DnsTeardown::Empty
+        );
+        let emptied = json!({"metadata": {"generation": 2}, "spec": {"endpoints": []}, "status": {"observedGeneration": 1}});
+        assert_eq!(
+            dns_teardown_step(&emptied, Duration::from_secs(1)),
+            DnsTeardown::AwaitAcknowledgement
+        );
+        let acknowledged = json!({"metadata": {"generation": 2}, "spec": {"endpoints": []}, "status": {"observedGeneration": 2}});
+        assert_eq!(
+            dns_teardown_step(&acknowledged, Duration::from_secs(1)),
+            DnsTeardown::Delete
+        );
+        assert_eq!(
+            dns_teardown_step(&emptied, DNS_TEARDOWN_TIMEOUT),
+            DnsTeardown::Delete,
+            "no external-dns: the deletion goes on after the timeout"
+        );
+        let never_read = json!({"metadata": {"generation": 1}, "spec": {"endpoints": [{"dnsName": "a.example.com"}]}});
+        assert_eq!(
+            dns_teardown_step(&never_read, Duration::ZERO),
+            DnsTeardown::Delete,
+            "external-dns never read it: nothing of it is in the zone"
+        );
+    }
 }

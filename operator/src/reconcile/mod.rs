@@ -525,10 +525,13 @@ pub fn retry_after<K: kube::ResourceExt>(
     obj: &K,
     error: &Error,
 ) -> Action {
-    tracing::warn!(object = %failure_key(kind, obj), error = %error, reason = error.metric_label(), "reconcile failed");
+    // A teardown waiting for external-dns is progress, not a failure: poll it briskly
+    // (watch events of the DNSEndpoint usually come sooner) and keep the log quiet.
     if let Error::DnsTeardownPending(_) = error {
+        tracing::info!(object = %failure_key(kind, obj), "{error}");
         return Action::requeue(Duration::from_millis(500));
     }
+    tracing::warn!(object = %failure_key(kind, obj), error = %error, reason = error.metric_label(), "reconcile failed");
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     let n = failures.entry(failure_key(kind, obj)).or_insert(0);
     *n = n.saturating_add(1);

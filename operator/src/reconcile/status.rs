@@ -194,8 +194,9 @@ pub fn conditions(
 
 /// Readiness of one child from its cached content (None: content not cached, only that it
 /// exists). Services of type LoadBalancer need an address, Certificates their Ready
-/// condition, DNSEndpoints an observedGeneration that caught up; everything else is ready
-/// once it exists.
+/// condition for the current generation, DNSEndpoints an observedGeneration that caught up
+/// (external-dns writes it when its source has read the current generation, just before
+/// it sends the records to the provider); everything else is ready once it exists.
 pub fn child_ready(
     kind: crate::render::ChildKind,
     live: Option<&serde_json::Value>,
@@ -220,7 +221,19 @@ pub fn child_ready(
                 .as_array()
                 .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
                 .cloned();
+            // cert-manager stamps the condition with the generation it judged: a Ready
+            // left over from before a spec change (new dnsNames) is not ready for the new
+            // spec until the certificate is reissued.
+            let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
             match ready {
+                Some(c)
+                    if c["status"] == "True"
+                        && c["observedGeneration"]
+                            .as_i64()
+                            .is_some_and(|o| o < generation) =>
+                {
+                    (false, Some("reissuing for the changed spec".into()))
+                }
                 Some(c) if c["status"] == "True" => (true, None),
                 Some(c) => {
                     let reason = c["reason"].as_str().unwrap_or("NotReady");
@@ -372,6 +385,36 @@ mod tests {
             by_type(&third, "Reconciling").last_transition_time,
             t("2026-01-01T00:00:00Z"),
             "Reconciling stayed False"
+        );
+    }
+
+    #[test]
+    fn a_certificate_is_ready_only_for_the_generation_cert_manager_judged() {
+        let cert = |generation: i64, cond: serde_json::Value| serde_json::json!({"metadata": {"generation": generation}, "status": {"conditions": [cond]}});
+        let kind = crate::render::ChildKind::Certificate;
+        let current = cert(
+            2,
+            serde_json::json!({"type": "Ready", "status": "True", "observedGeneration": 2}),
+        );
+        assert_eq!(child_ready(kind, Some(&current)), (true, None));
+        let stale = cert(
+            3,
+            serde_json::json!({"type": "Ready", "status": "True", "observedGeneration": 2}),
+        );
+        assert_eq!(
+            child_ready(kind, Some(&stale)),
+            (false, Some("reissuing for the changed spec".into()))
+        );
+        let issuing = cert(
+            3,
+            serde_json::json!({"type": "Ready", "status": "False", "reason": "DoesNotExist", "message": "Issuing certificate as Secret does not exist", "observedGeneration": 3}),
+        );
+        assert_eq!(
+            child_ready(kind, Some(&issuing)),
+            (
+                false,
+                Some("DoesNotExist: Issuing certificate as Secret does not exist".into())
+            )
         );
     }
 }

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# hack/stack-up.sh: start the real controllers that consume Gatehouse's children, next to
+# the local control plane started by hack/cluster-up.sh, as host processes:
+#
+#   cert-manager   our own small main over cert-manager's controller packages
+#                  (tests/stack/cert-manager), with one CA made here: every ClusterIssuer
+#                  named in tests/stack/issuers.txt is a CA issuer over it (ACME cannot
+#                  run on one machine; the name is the one the sample sets use)
+#   metallb        MetalLB's controller (no speaker: nothing announces on this machine)
+#   named-<tier>   BIND9, one server per ingress tier (external, internal) on a loopback
+#                  port, serving that tier's zones from tests/stack/zones.txt: split
+#                  horizon, one name can resolve differently on each tier
+#   external-dns-<tier>  one external-dns per tier (label gatehouse.dev/dns-tier=<tier>),
+#                  rfc2136 provider into that tier's named
+#
+# Every process carries the cluster's marker, so hack/cluster-down.sh stops them with the
+# control plane. Idempotent per component: what is running and ours is left alone, so
+# `stack-up.sh metallb` after `stack-down.sh metallb` starts only MetalLB again.
+# $CLUSTER_DIR/stack.env records what tests need (DNS ports, the CA, the TSIG key).
+#
+# Usage: stack-up.sh [COMPONENT...]   (default: all; components: cert-manager metallb dns)
+# Environment: CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN CONTROLPLANE_BIN (make sets
+# them), CLUSTER_DIR, STACK_START_TIMEOUT (seconds per component, default 120), KUBECTL.
+set -euo pipefail
+set +m # as in cluster-up.sh: $! must be the component's own pid
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLUSTER_DIR=$(cd "${CLUSTER_DIR:-$REPO_ROOT/.cluster}" && pwd)
+export CLUSTER_DIR
+RUN=$CLUSTER_DIR/run
+LOGS=$CLUSTER_DIR/logs
+STACK=$CLUSTER_DIR/stack
+KUBECONFIG_FILE=$CLUSTER_DIR/kubeconfig
+TIMEOUT=${STACK_START_TIMEOUT:-120}
+KUBECTL=${KUBECTL:-kubectl}
+LOG_PREFIX=stack-up
+# shellcheck source=hack/lib.sh
+source "$REPO_ROOT/hack/lib.sh"
+
+# The namespaces the controllers keep their own state in.
+CERT_MANAGER_NS=cert-manager
+METALLB_NS=metallb-system
+CA_SECRET=gatehouse-test-ca
+TIERS=(external internal)
+
+[[ -f $KUBECONFIG_FILE ]] || die "no cluster at $CLUSTER_DIR: run hack/cluster-up.sh (make cluster-up) first"
+mkdir -p "$RUN" "$LOGS" "$STACK"
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+need_bin() { [[ -n ${!1:-} && -x ${!1} ]] || die "$1 is not set to an executable; run through make (make stack-up), which builds it"; }
+running() { is_ours "$(pid_of "$1")"; }
+free_ports() {
+	need_bin CONTROLPLANE_BIN
+	"$CONTROLPLANE_BIN" free-ports "$1"
+}
+# env_set KEY VALUE: record KEY=VALUE in stack.env (replacing an earlier value).
+env_set() {
+	local f=$CLUSTER_DIR/stack.env
+	touch "$f"
+	grep -v "^$1=" "$f" >"$f.tmp" || true
+	echo "$1=$2" >>"$f.tmp"
+	mv -f "$f.tmp" "$f"
+}
+env_get() { sed -n "s/^$1=//p" "$CLUSTER_DIR/stack.env" 2>/dev/null; }
+namespace() { k create namespace "$1" --dry-run=client -o yaml | k apply --server-side --field-manager=gatehouse-stack -f - >/dev/null; }
+
+# --- cert-manager --------------------------------------------------------------------
+
+# The CA lives as long as the cluster; a restarted cert-manager keeps issuing from it.
+make_ca() {
+	[[ -f $STACK/ca.crt && -f $STACK/ca.key ]] && return 0
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+		-subj "/CN=Gatehouse test CA" \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+		-keyout "$STACK/ca.key.tmp" -out "$STACK/ca.crt.tmp" 2>/dev/null
+	mv -f "$STACK/ca.key.tmp" "$STACK/ca.key" && mv -f "$STACK/ca.crt.tmp" "$STACK/ca.crt"
+}
+
+issuers_ready() {
+	local name
+	while read -r name; do
+		[[ $(k get clusterissuer "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] || return 1
+	done < <(issuer_names)
+}
+issuer_names() { grep -Ev '^[[:space:]]*(#|$)' "$REPO_ROOT/tests/stack/issuers.txt"; }
+
+start_cert_manager() {
+	need_bin CERT_MANAGER_BIN
+	make_ca
+	namespace "$CERT_MANAGER_NS"
+	k -n "$CERT_MANAGER_NS" create secret tls "$CA_SECRET" --cert="$STACK/ca.crt" --key="$STACK/ca.key" \
+		--dry-run=client -o yaml | k apply --server-side --field-manager=gatehouse-stack -f - >/dev/null
+	local name
+	while read -r name; do
+		k apply --server-side --field-manager=gatehouse-stack -f - >/dev/null <<-EOF
+			apiVersion: cert-manager.io/v1
+			kind: ClusterIssuer
+			metadata:
+			  name: $name
+			  annotations:
+			    gatehouse.dev/test-stack: "a CA issuer standing in for the issuer of this name (ACME cannot run on one machine)"
+			spec:
+			  ca:
+			    secretName: $CA_SECRET
+		EOF
+	done < <(issuer_names)
+	env_set CA_CERT "$STACK/ca.crt"
+	if ! running cert-manager; then
+		: >"$LOGS/cert-manager.log"
+		launch cert-manager "$CERT_MANAGER_BIN" --kubeconfig="$KUBECONFIG_FILE" \
+			--cluster-resource-namespace="$CERT_MANAGER_NS"
+	fi
+	wait_for cert-manager "$(pid_of cert-manager)" issuers_ready
+	log "cert-manager: up, ClusterIssuers $(issuer_names | tr '\n' ' ')Ready (CA $STACK/ca.crt)"
+}
+
+# --- MetalLB -------------------------------------------------------------------------
+
+start_metallb() {
+	need_bin METALLB_BIN
+	namespace "$METALLB_NS"
+	if ! running metallb; then
+		: >"$LOGS/metallb.log"
+		local port
+		port=$(free_ports 1)
+		# --port: its metrics (it binds every interface; nothing here listens on it from
+		# outside). No webhook, no cert rotation: the CRDs carry no conversion webhook.
+		KUBECONFIG=$KUBECONFIG_FILE launch metallb "$METALLB_BIN" --namespace="$METALLB_NS" \
+			--webhook-mode=disabled --disable-cert-rotation --port="$port" --log-level=info
+		env_set METALLB_METRICS_PORT "$port"
+	fi
+	wait_for metallb "$(pid_of metallb)" curl -fsS --max-time 2 "http://127.0.0.1:$(env_get METALLB_METRICS_PORT)/metrics"
+	log "metallb: up (pools from namespace $METALLB_NS)"
+}
+
+# --- BIND9 and external-dns ------------------------------------------------------------
+
+tier_zones() { awk -v t="$1" '$1 == t { print $2 }' "$REPO_ROOT/tests/stack/zones.txt"; }
+
+# write_named TIER PORT KEYNAME SECRET: named's configuration and empty zones for a tier.
+write_named() {
+	local tier=$1 port=$2 keyname=$3 secret=$4 dir=$STACK/named-$1 zone
+	rm -rf "$dir" && mkdir -p "$dir"
+	{
+		cat <<-EOF
+			options {
+			  directory "$dir";
+			  pid-file "$dir/named.pid";
+			  session-keyfile "$dir/session.key";
+			  listen-on port $port { 127.0.0.1; };
+			  listen-on-v6 { none; };
+			  recursion no;
+			  allow-query { 127.0.0.1; };
+			  dnssec-validation no;
+			  notify no;
+			};
+			controls { };
+			key "$keyname" { algorithm hmac-sha256; secret "$secret"; };
+		EOF
+		while read -r zone; do
+			cat <<-EOF
+				zone "$zone" {
+				  type primary;
+				  file "$dir/$zone.zone";
+				  allow-update { key "$keyname"; };
+				  allow-transfer { key "$keyname"; };
+				};
+			EOF
+			cat >"$dir/$zone.zone" <<-EOF
+				\$TTL 60
+				@ IN SOA ns.$zone. hostmaster.$zone. 1 60 60 600 60
+				@ IN NS ns.$zone.
+				ns IN A 127.0.0.1
+			EOF
+		done < <(tier_zones "$tier")
+	} >"$dir/named.conf"
+	named-checkconf "$dir/named.conf" >/dev/null || die "named-checkconf failed for $dir/named.conf"
+}
+
+zones_answer() {
+	local port=$1 tier=$2 zone
+	while read -r zone; do
+		dig +short +time=1 +tries=1 @127.0.0.1 -p "$port" SOA "$zone" | grep -q . || return 1
+	done < <(tier_zones "$tier")
+}
+
+start_dns() {
+	need_bin EXTERNAL_DNS_BIN
+	command -v named >/dev/null && command -v dig >/dev/null || die "named/dig not found: make bind9 installs them"
+	local tier port metrics keyname secret zone zargs
+	for tier in "${TIERS[@]}"; do
+		keyname=gatehouse-$tier
+		if ! running "named-$tier"; then
+			read -r port metrics < <(free_ports 2)
+			secret=$(openssl rand -base64 32)
+			write_named "$tier" "$port" "$keyname" "$secret"
+			: >"$LOGS/named-$tier.log"
+			launch "named-$tier" named -g -c "$STACK/named-$tier/named.conf"
+			env_set "DNS_${tier^^}_PORT" "$port"
+			env_set "DNS_${tier^^}_TSIG_SECRET" "$secret"
+			env_set "DNS_${tier^^}_METRICS_PORT" "$metrics"
+			# A new named has empty zones: a running external-dns would wrongly believe
+			# its records are still there until its next full sync, so restart it too.
+			if running "external-dns-$tier"; then kill -- "-$(pid_of "external-dns-$tier")" 2>/dev/null || true; fi
+		fi
+		port=$(env_get "DNS_${tier^^}_PORT")
+		wait_for "named-$tier" "$(pid_of "named-$tier")" zones_answer "$port" "$tier"
+		env_set "DNS_${tier^^}_TSIG_KEY" "$keyname"
+		if ! running "external-dns-$tier"; then
+			zargs=()
+			while read -r zone; do zargs+=(--rfc2136-zone="$zone" --domain-filter="$zone"); done < <(tier_zones "$tier")
+			: >"$LOGS/external-dns-$tier.log"
+			# --policy=sync with the TXT registry: records are removed when their
+			# DNSEndpoint goes, and only records this instance owns are ever touched.
+			# --events + a short interval: a change is published within seconds.
+			launch "external-dns-$tier" "$EXTERNAL_DNS_BIN" --kubeconfig="$KUBECONFIG_FILE" \
+				--source=crd --crd-source-apiversion=externaldns.k8s.io/v1alpha1 --crd-source-kind=DNSEndpoint \
+				--label-filter="gatehouse.dev/dns-tier=$tier" \
+				--provider=rfc2136 --rfc2136-host=127.0.0.1 --rfc2136-port="$port" "${zargs[@]}" \
+				--rfc2136-tsig-keyname="$keyname" --rfc2136-tsig-secret="$(env_get "DNS_${tier^^}_TSIG_SECRET")" \
+				--rfc2136-tsig-secret-alg=hmac-sha256 --rfc2136-axfr \
+				--policy=sync --registry=txt --txt-owner-id="gatehouse-$tier" \
+				--interval=2s --events --metrics-address="127.0.0.1:$(env_get "DNS_${tier^^}_METRICS_PORT")"
+		fi
+		wait_for "external-dns-$tier" "$(pid_of "external-dns-$tier")" \
+			curl -fsS --max-time 2 "http://127.0.0.1:$(env_get "DNS_${tier^^}_METRICS_PORT")/healthz"
+		log "dns $tier: named on 127.0.0.1:$port ($(tier_zones "$tier" | tr '\n' ' ')), external-dns publishing DNSEndpoints labelled gatehouse.dev/dns-tier=$tier"
+	done
+}
+
+components=("$@")
+((${#components[@]})) || components=(cert-manager metallb dns)
+started=$SECONDS
+for c in "${components[@]}"; do
+	case $c in
+	cert-manager) start_cert_manager ;;
+	metallb) start_metallb ;;
+	dns) start_dns ;;
+	*) die "unknown component $c (cert-manager, metallb, dns)" ;;
+	esac
+done
+log "up in $((SECONDS - started))s; state in $CLUSTER_DIR/stack.env"

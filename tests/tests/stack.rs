@@ -1,0 +1,321 @@
+//! Each real controller of the test stack (hack/stack-up.sh) does its part for Gatehouse's
+//! children, checked where the result lands: cert-manager's certificate in the Secret (read
+//! with openssl, chained to the stack's CA), MetalLB's address in the Service status and
+//! the app's status, external-dns's records in each tier's BIND server (read with dig).
+//! Every test has its own ClusterNetwork, namespace, zone and address range.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use gatehouse_tests::*;
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject};
+use serde_json::{Value, json};
+
+static OPERATOR: OnceLock<Operator> = OnceLock::new();
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Starts the shared operator, makes a namespace and applies a ClusterNetwork named after
+/// the test; returns (client, namespace, network name, zone).
+async fn setup(prefix: &str, spec: impl FnOnce(&str) -> Value) -> (Client, String, String, String) {
+    OPERATOR.get_or_init(Operator::start);
+    let client = client().await;
+    let ns = namespace(&client, prefix, json!({})).await;
+    let net = format!("{prefix}-{}", std::process::id());
+    let zone = format!("{net}.example.com");
+    apply(&client, &json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "metadata": {"name": net}, "spec": spec(&zone)}), false)
+        .await
+        .unwrap();
+    (client, ns, net, zone)
+}
+
+fn app(ns: &str, name: &str, net: &str, spec: Value) -> Value {
+    let mut s =
+        json!({"network": net, "selector": {"app": name}, "ports": [{"name": "http", "port": 80}]});
+    s.as_object_mut()
+        .unwrap()
+        .extend(spec.as_object().unwrap().clone());
+    json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp", "metadata": {"name": name, "namespace": ns}, "spec": s})
+}
+
+async fn ready(client: &Client, ns: &str, name: &str) -> DynamicObject {
+    wait_condition(
+        &gatehouse_api(client, "ExposedApp", Some(ns)),
+        name,
+        "Ready",
+        "True",
+        None,
+        LONG,
+    )
+    .await
+}
+
+async fn delete_network(client: &Client, net: &str) {
+    let _ = gatehouse_api(client, "ClusterNetwork", None)
+        .delete(net, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_manager_issues_for_exactly_the_tls_hosts_and_reissues_on_a_change() {
+    let (client, ns, net, zone) = setup("certs", |zone| {
+        json!({"ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]},
+                           "internal": {"className": "nginx-internal", "addresses": ["10.1.2.4"]}},
+               "tls": {"issuerRef": {"name": "letsencrypt"}},
+               "dns": {"external": {"zone": zone}, "internal": {"zone": zone}}})
+    })
+    .await;
+    // TLS on the external tier; a plain host on the internal one (routes of one tier share
+    // an Ingress and so one TLS policy).
+    let routes = |tls_hosts: &[&str]| {
+        json!({"routes": [
+            {"hosts": tls_hosts.iter().map(|h| format!("{h}.{zone}")).collect::<Vec<_>>(), "tls": true},
+            {"hosts": [format!("plain.{zone}")], "exposure": "Internal", "tls": false, "redirectToHttps": false},
+        ]})
+    };
+    apply(&client, &app(&ns, "web", &net, routes(&["a", "b"])), false)
+        .await
+        .unwrap();
+    let obj = ready(&client, &ns, "web").await;
+    assert_eq!(
+        condition(&obj, "CertificateReady").map(|c| c.0),
+        Some("True".into())
+    );
+    let cert = issued_certificate(&client, &ns, "web-tls").await.unwrap();
+    assert_eq!(
+        cert.dns_names,
+        [format!("a.{zone}"), format!("b.{zone}")],
+        "exactly the TLS hosts, not the plain one"
+    );
+    assert!(
+        cert.issuer.contains("Gatehouse test CA"),
+        "issued by the stack's CA: {cert:?}"
+    );
+
+    // A changed host: Ready again only once cert-manager reissued for the new spec.
+    apply(&client, &app(&ns, "web", &net, routes(&["a", "d"])), false)
+        .await
+        .unwrap();
+    ready(&client, &ns, "web").await;
+    let cert = issued_certificate(&client, &ns, "web-tls").await.unwrap();
+    assert_eq!(
+        cert.dns_names,
+        [format!("a.{zone}"), format!("d.{zone}")],
+        "Ready for the new generation means reissued: {cert:?}"
+    );
+    delete_network(&client, &net).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metallb_assigns_from_the_named_pool_and_honours_a_requested_address() {
+    let pool = format!("stack-{}", std::process::id());
+    let p = pool.clone();
+    let (client, ns, net, zone) = setup("lb", move |zone| {
+        json!({"loadBalancer": {"provider": "MetalLB", "namespace": "metallb-system",
+                                "pools": [{"name": p, "addresses": ["192.0.2.64/28"]}]},
+               "ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]}},
+               "dns": {"external": {"zone": zone}}})
+    })
+    .await;
+    let tcp = |port: &str, host: &str, addresses: Value| {
+        json!({"ports": [{"name": port, "port": 25}],
+               "tcp": [{"port": port, "pool": pool, "addresses": addresses, "hosts": [format!("{host}.{zone}")]}]})
+    };
+    apply(
+        &client,
+        &app(&ns, "mail", &net, tcp("smtp", "mx", json!([]))),
+        false,
+    )
+    .await
+    .unwrap();
+    apply(
+        &client,
+        &app(
+            &ns,
+            "relay",
+            &net,
+            tcp("smtp", "relay", json!(["192.0.2.77"])),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let assigned = |s: &Service| -> Vec<String> {
+        s.status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .map(|i| i.iter().filter_map(|x| x.ip.clone()).collect())
+            .unwrap_or_default()
+    };
+    for (name, check) in [
+        (
+            "mail",
+            Box::new(|ip: &str| {
+                let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+                ip.starts_with("192.0.2.") && (64..80).contains(&last)
+            }) as Box<dyn Fn(&str) -> bool>,
+        ),
+        ("relay", Box::new(|ip: &str| ip == "192.0.2.77")),
+    ] {
+        let obj = ready(&client, &ns, name).await;
+        assert_eq!(
+            condition(&obj, "AddressAssigned").map(|c| c.0),
+            Some("True".into()),
+            "{name}"
+        );
+        let svc = services.get(&format!("{name}-external")).await.unwrap();
+        let ips = assigned(&svc);
+        assert!(
+            ips.len() == 1 && check(&ips[0]),
+            "{name}: MetalLB assigned {ips:?}"
+        );
+        let status_ips: Vec<&str> = obj.data["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["ip"].as_str())
+            .collect();
+        assert_eq!(status_ips, [ips[0].as_str()], "{name}: status.addresses");
+        let host = if name == "mail" { "mx" } else { "relay" };
+        wait_dns("external", &format!("{host}.{zone}"), "A", &ips, LONG).await;
+        println!(
+            "{name}: MetalLB assigned {ips:?} (annotations {:?})",
+            svc.metadata.annotations
+        );
+    }
+    delete_network(&client, &net).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_dns_publishes_each_tier_into_its_own_bind_and_removes_on_delete() {
+    // One zone on both tiers, different addresses: split horizon.
+    let (client, ns, net, zone) = setup("splitdns", |zone| {
+        json!({"ipFamilies": ["IPv4", "IPv6"],
+               "ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1", "2001:db8::1"]},
+                           "internal": {"className": "nginx-internal", "addresses": ["10.1.2.3", "fd00::3"]}},
+               "dns": {"external": {"zone": zone}, "internal": {"zone": zone}}})
+    })
+    .await;
+    let spec = json!({"routes": [
+        {"hosts": [format!("www.{zone}")], "exposure": "Both", "tls": false, "redirectToHttps": false},
+        {"hosts": [format!("admin.{zone}")], "exposure": "Internal", "tls": false, "redirectToHttps": false},
+    ]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
+    let obj = ready(&client, &ns, "web").await;
+    assert_eq!(
+        condition(&obj, "DNSPublished").map(|c| c.0),
+        Some("True".into())
+    );
+    let www = format!("www.{zone}");
+    let admin = format!("admin.{zone}");
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let expected: [(&str, &str, &str, Vec<String>); 8] = [
+        ("external", &www, "A", s(&["192.0.2.1"])),
+        ("external", &www, "AAAA", s(&["2001:db8::1"])),
+        ("internal", &www, "A", s(&["10.1.2.3"])),
+        ("internal", &www, "AAAA", s(&["fd00::3"])),
+        ("internal", &admin, "A", s(&["10.1.2.3"])),
+        ("internal", &admin, "AAAA", s(&["fd00::3"])),
+        ("external", &admin, "A", vec![]),
+        ("external", &admin, "AAAA", vec![]),
+    ];
+    for (tier, host, rtype, want) in &expected {
+        wait_dns(tier, host, rtype, want, LONG).await;
+    }
+    println!(
+        "split horizon: {}",
+        expected
+            .iter()
+            .map(|(t, h, r, _)| format!("{t} {h} {r} -> {:?}", dig(t, h, r)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+
+    gatehouse_api(&client, "ExposedApp", Some(&ns))
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (tier, host, rtype, _) in &expected {
+        wait_dns(tier, host, rtype, &[], LONG).await;
+    }
+    delete_network(&client, &net).await;
+}
+
+/// Lines of a tests/stack list file, without comments and blank lines.
+fn stack_list(file: &str) -> Vec<String> {
+    std::fs::read_to_string(root().join("tests/stack").join(file))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_stack_serves_every_zone_and_issuer_the_sample_sets_name() {
+    let zones: Vec<(String, String)> = stack_list("zones.txt")
+        .iter()
+        .map(|l| {
+            let (tier, zone) = l.split_once(' ').unwrap();
+            (tier.to_string(), zone.trim().to_string())
+        })
+        .collect();
+    let issuers = stack_list("issuers.txt");
+    let mut checked = 0;
+    for set in sample_sets() {
+        for net in sample_objects(&set)
+            .into_iter()
+            .filter(|o| o["kind"] == "ClusterNetwork")
+        {
+            for tier in ["external", "internal"] {
+                let Some(zone) = net["spec"]["dns"][tier]["zone"].as_str() else {
+                    continue;
+                };
+                assert!(
+                    zones
+                        .iter()
+                        .any(|(t, z)| t == tier && (zone == z || zone.ends_with(&format!(".{z}")))),
+                    "{}: the {tier} zone {zone} is not served by tests/stack/zones.txt",
+                    set.display()
+                );
+                checked += 1;
+            }
+        }
+        // The network's issuer and any app's own.
+        for obj in sample_objects(&set)
+            .into_iter()
+            .filter(|o| o["kind"] == "ClusterNetwork" || o["kind"] == "ExposedApp")
+        {
+            let issuer_ref = &obj["spec"]["tls"]["issuerRef"];
+            if let Some(issuer) = issuer_ref["name"].as_str() {
+                assert!(
+                    issuers.iter().any(|i| i == issuer),
+                    "{}: issuer {issuer} is not in tests/stack/issuers.txt",
+                    set.display()
+                );
+                assert_ne!(
+                    issuer_ref["kind"], "Issuer",
+                    "the stack makes ClusterIssuers only"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 14, "{checked} zones and issuers checked");
+    // The zones of one tier must not nest (external-dns takes the first suffix match).
+    for (t, a) in &zones {
+        for (u, b) in &zones {
+            assert!(
+                t != u || a == b || !a.ends_with(&format!(".{b}")),
+                "zones {a} and {b} of tier {t} nest"
+            );
+        }
+    }
+}
