@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 include hack/controlplane.mk
 include hack/stack.mk
+include hack/node.mk
+include hack/images.mk
 
 CARGO ?= cargo
 
@@ -27,9 +29,14 @@ help:
 	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
-	@echo "make cluster-up / cluster-down   the local control plane alone"
+	@echo "make cluster-up / cluster-down   the local control plane alone (CLUSTER_NODE=1: with a real node)"
+	@echo "make node-deps  install containerd, runc, CNI plugins, iptables, buildah for the node (tests use one)"
+	@echo "make pause-image  the node's pod sandbox image gatehouse.local/pause:1, cached outside the repo"
 	@echo "make stack-up  the real cert-manager, MetalLB and external-dns + BIND9 next to it"
 	@echo "make upstream-crds   refresh tests/crds/ from the pinned upstream modules"
+	@echo "make image    the operator's OCI image (static binary, scratch) as target/images/*.oci.tar, no daemon"
+	@echo "make backend-image   the e2e test backend image (tests/images/backend), cached outside the repo"
+	@echo "make images-verify   run both images with runc (uid 65532, read-only root), no cluster"
 
 build:
 	$(CARGO) build --workspace
@@ -65,13 +72,16 @@ helm: $(HELM_BIN)
 # CRDs must be what the pinned upstream modules ship.
 STACK_DEPS := stack-bins bind9 upstream-crds-check
 
-test: controlplane helm $(STACK_DEPS)
-	@hack/with-cluster.sh hack/cargo-test.sh --workspace --all-targets --no-fail-fast
+# The node runs the operator's and the test backend's images, built here (hack/images.mk).
+NODE_DEPS := node-deps pause-image image backend-image
 
-integration: controlplane helm $(STACK_DEPS)
+test: controlplane helm $(STACK_DEPS) $(NODE_DEPS)
+	@hack/test.sh
+
+integration: controlplane helm $(STACK_DEPS) $(NODE_DEPS)
 	@hack/with-cluster.sh hack/cargo-test.sh -p gatehouse-tests --all-targets --no-fail-fast
 
-demo: controlplane build $(STACK_DEPS)
+demo: controlplane build helm $(STACK_DEPS) $(NODE_DEPS)
 	@hack/demo.sh
 
 # The real controllers alone, next to a running `make cluster-up` (hack/stack-up.sh).

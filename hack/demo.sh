@@ -37,9 +37,13 @@ Hetzner | Cilium) components=(cert-manager dns) played=true ;;
 *) components=(cert-manager metallb dns) played=false ;;
 esac
 
-step "Local control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs"
+# With a node (the default), the operator runs from its own image under its own chart and
+# the set's workloads run as real pods; CLUSTER_NODE=0 runs the operator as a host process.
+export CLUSTER_NODE=${CLUSTER_NODE:-1}
+step "Local control plane (etcd, kube-apiserver, kube-controller-manager) with the CRDs$([[ $CLUSTER_NODE == 1 ]] && echo ", and a node (kubelet, containerd, kube-proxy, scheduler)")"
 "$ROOT/hack/cluster-up.sh"
 k version 2>/dev/null | grep Server || true
+[[ $CLUSTER_NODE == 1 ]] && k get nodes -o wide
 echo "$(k get crd -o name | wc -l) CRDs: Gatehouse's (config/crd) and the real upstream ones its children use (tests/crds)"
 
 step "The real controllers: ${components[*]} (hack/stack-up.sh; logs in .cluster/logs)"
@@ -59,11 +63,41 @@ fi
 step "Sample set $SAMPLE (config/samples/$SAMPLE)"
 k apply --server-side -f "$SET"
 
-step "The operator (gatehouse run), in the background; log in .cluster/operator.log"
-pkill -f "$GATEHOUSE run" 2>/dev/null || true
-# The marker lets `make cluster-down` stop the operator together with the cluster.
-GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR KUBECONFIG=$KUBECONFIG_FILE setsid "$GATEHOUSE" run --http-addr=127.0.0.1:18080 >"$CLUSTER_DIR/operator.log" 2>&1 </dev/null &
-echo "operator pid $!"
+if [[ $CLUSTER_NODE == 1 ]]; then
+	step "Images built here (no registry): the operator and the test backend, imported into the node's containerd"
+	mapfile -t archives < <("$ROOT/hack/images.sh" paths)
+	"$ROOT/hack/node-import.sh" "${archives[@]}"
+	# target/images/gatehouse-<version>.oci.tar holds gatehouse.local/gatehouse:<version>.
+	image=$(basename "${archives[0]}" .oci.tar)
+	image=${image#gatehouse-}
+	echo "operator image: gatehouse.local/gatehouse:$image ($(cat "${archives[0]%.oci.tar}.digest"))"
+
+	step "The operator, installed by its Helm chart into gatehouse-system (Pod Security: restricted)"
+	k apply --server-side -f - >/dev/null <<-EOF
+		apiVersion: v1
+		kind: Namespace
+		metadata:
+		  name: gatehouse-system
+		  labels:
+		    pod-security.kubernetes.io/enforce: restricted
+		    pod-security.kubernetes.io/enforce-version: latest
+	EOF
+	: "${HELM_BIN:?run through make demo (it builds helm)}"
+	"$HELM_BIN" --kubeconfig "$KUBECONFIG_FILE" upgrade --install gatehouse "$ROOT/charts/gatehouse" \
+		--namespace gatehouse-system --take-ownership \
+		--set image.repository=gatehouse.local/gatehouse --set image.tag="$image" --set image.pullPolicy=Never
+	k -n gatehouse-system rollout status deploy/gatehouse --timeout=180s
+	k -n gatehouse-system get pods -o wide
+
+	step "The set's workloads as real pods (the test backend answers with its pod name)"
+	cargo run -q -p gatehouse-tests --bin sample-workloads -- "$SET" | k apply --server-side -f -
+else
+	step "The operator (gatehouse run) as a host process; log in .cluster/operator.log"
+	pkill -f "$GATEHOUSE run" 2>/dev/null || true
+	# The marker lets `make cluster-down` stop the operator together with the cluster.
+	GATEHOUSE_CLUSTER_DIR=$CLUSTER_DIR KUBECONFIG=$KUBECONFIG_FILE setsid "$GATEHOUSE" run --http-addr=127.0.0.1:18080 >"$CLUSTER_DIR/operator.log" 2>&1 </dev/null &
+	echo "operator pid $!"
+fi
 
 step "Waiting for every object to be Ready (certificates issued, addresses assigned, records published)"
 not_ready=unknown
@@ -77,6 +111,20 @@ done
 
 step "kubectl get gatehouse -A"
 k get gatehouse -A
+
+if [[ $CLUSTER_NODE == 1 ]]; then
+	step "Pods on the node: the operator and the set's workloads"
+	set_namespaces=$(k get -f "$SET" -o jsonpath='{range .items[?(@.kind=="Namespace")]}{.metadata.name}{" "}{end}')
+	for ns in gatehouse-system $set_namespaces; do
+		k -n "$ns" get pods -o wide --no-headers 2>/dev/null | sed "s|^|$ns  |"
+	done
+	k wait --for=condition=Ready pods --all -n gatehouse-system --timeout=60s >/dev/null
+	for ns in $set_namespaces; do
+		[[ -n $(k -n "$ns" get pods -o name) ]] || continue
+		k wait --for=condition=Ready pods --all -n "$ns" --timeout=120s >/dev/null
+	done
+	echo "all pods Ready"
+fi
 
 step "The children Gatehouse created (label app.kubernetes.io/managed-by=gatehouse)"
 k get services,ingresses,networkpolicies,certificates,dnsendpoints,ipaddresspools,l2advertisements,bgpadvertisements,network-attachment-definitions,middlewares,ciliumnetworkpolicies,ciliumloadbalancerippools \

@@ -50,3 +50,10 @@ wait_for() {
 		sleep 0.2
 	done
 }
+
+# summarize LOG: one closing line "N passed, N failed" summed over every `test result:` line
+# of the cargo test output in LOG, so the last line of a run says what ran.
+summarize() {
+	awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+	     END { printf "%d passed, %d failed\n", p, f }' "$1"
+}

@@ -61,6 +61,9 @@ env_set() {
 	mv -f "$f.tmp" "$f"
 }
 env_get() { sed -n "s/^$1=//p" "$CLUSTER_DIR/stack.env" 2>/dev/null; }
+# log_restart FILE: a component (re)starts; its log keeps what came before (a test that
+# paused it may need it), with a line saying when it started again.
+log_restart() { echo "=== stack-up: starting at $(date -u +%FT%TZ) ===" >>"$LOGS/$1"; }
 namespace() { k create namespace "$1" --dry-run=client -o yaml | k apply --server-side --field-manager=gatehouse-stack -f - >/dev/null; }
 
 # --- cert-manager --------------------------------------------------------------------
@@ -105,7 +108,7 @@ start_cert_manager() {
 	done < <(issuer_names)
 	env_set CA_CERT "$STACK/ca.crt"
 	if ! running cert-manager; then
-		: >"$LOGS/cert-manager.log"
+		log_restart "cert-manager.log"
 		launch cert-manager "$CERT_MANAGER_BIN" --kubeconfig="$KUBECONFIG_FILE" \
 			--cluster-resource-namespace="$CERT_MANAGER_NS"
 	fi
@@ -119,7 +122,7 @@ start_metallb() {
 	need_bin METALLB_BIN
 	namespace "$METALLB_NS"
 	if ! running metallb; then
-		: >"$LOGS/metallb.log"
+		log_restart "metallb.log"
 		local port
 		port=$(free_ports 1)
 		# --port: its metrics (it binds every interface; nothing here listens on it from
@@ -193,7 +196,7 @@ start_dns() {
 			read -r port metrics < <(free_ports 2)
 			secret=$(openssl rand -base64 32)
 			write_named "$tier" "$port" "$keyname" "$secret"
-			: >"$LOGS/named-$tier.log"
+			log_restart "named-$tier.log"
 			launch "named-$tier" named -g -c "$STACK/named-$tier/named.conf"
 			env_set "DNS_${tier^^}_PORT" "$port"
 			env_set "DNS_${tier^^}_TSIG_SECRET" "$secret"
@@ -208,7 +211,7 @@ start_dns() {
 		if ! running "external-dns-$tier"; then
 			zargs=()
 			while read -r zone; do zargs+=(--rfc2136-zone="$zone" --domain-filter="$zone"); done < <(tier_zones "$tier")
-			: >"$LOGS/external-dns-$tier.log"
+			log_restart "external-dns-$tier.log"
 			# --policy=sync with the TXT registry: records are removed when their
 			# DNSEndpoint goes, and only records this instance owns are ever touched.
 			# --events + a short interval: a change is published within seconds.

@@ -15,8 +15,18 @@ trap 'exit 130' INT TERM
 
 # The CRDs the tests need must exist before the controller manager starts (its garbage
 # collector only re-discovers resource types every 30 s); cluster-up applies config/crd
-# and tests/crds first.
+# and tests/crds first. With a real node (kubelet, containerd, scheduler, kube-proxy: make
+# node-deps pause-image), started once per run like the rest; CLUSTER_NODE=0 to go without.
+export CLUSTER_NODE=${CLUSTER_NODE:-1}
 CLUSTER_WATCH_PID=$$ "$ROOT/hack/cluster-up.sh"
 # Started once per run, like the control plane; tests share them.
 "$ROOT/hack/stack-up.sh"
+# The images the node runs (make image backend-image), under the names the tests use.
+if [[ $CLUSTER_NODE == 1 ]]; then
+	mapfile -t archives < <("$ROOT/hack/images.sh" paths)
+	"$ROOT/hack/node-import.sh" "${archives[@]}"
+	version=$(basename "${archives[0]}" .oci.tar)
+	export GATEHOUSE_IMAGE=gatehouse.local/gatehouse:${version#gatehouse-}
+	export BACKEND_IMAGE=gatehouse.local/backend:1
+fi
 "$@"

@@ -1,12 +1,15 @@
-// Command gatehouse-controlplane is etcd, kube-apiserver and kube-controller-manager
-// in one binary, built from Go modules (the machines have no Docker and cannot download
-// release binaries). It exists only for Gatehouse's integration tests and demo; see
+// Command gatehouse-controlplane is etcd, kube-apiserver, kube-controller-manager and,
+// for the opt-in real node (CLUSTER_NODE=1), kubelet, kube-scheduler and kube-proxy in one
+// binary, built from Go modules (the machines have no Docker and cannot download release
+// binaries). It exists only for Gatehouse's integration tests and demo; see
 // hack/cluster-up.sh for how it is run and docs in shared/design/testing.md.
 //
-// Usage: gatehouse-controlplane etcd|kube-apiserver|kube-controller-manager [flags...]
+// Usage: gatehouse-controlplane etcd|kube-apiserver|kube-controller-manager|kubelet|
+// kube-scheduler|kube-proxy [flags...], free-ports [N], version
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -23,10 +26,14 @@ import (
 	"k8s.io/component-base/version"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: %s etcd|kube-apiserver|kube-controller-manager|free-ports [N]|version [flags...]\n", os.Args[0])
+	fmt.Fprintf(os.Stderr, "usage: %s etcd|kube-apiserver|kube-controller-manager|kubelet|kube-scheduler|kube-proxy [flags...]\n"+
+		"       %s free-ports [N]\n       %s version\n", os.Args[0], os.Args[0], os.Args[0])
 	os.Exit(2)
 }
 
@@ -46,6 +53,19 @@ func main() {
 		os.Exit(cli.Run(cmd))
 	case "kube-controller-manager":
 		cmd := kcm.NewControllerManagerCommand()
+		cmd.SetArgs(rest)
+		os.Exit(cli.Run(cmd))
+	// The node's components (hack/cluster-up.sh with CLUSTER_NODE=1), as upstream's mains.
+	case "kubelet":
+		cmd := kubelet.NewKubeletCommand(context.Background())
+		cmd.SetArgs(rest)
+		os.Exit(cli.Run(cmd))
+	case "kube-scheduler":
+		cmd := scheduler.NewSchedulerCommand()
+		cmd.SetArgs(rest)
+		os.Exit(cli.Run(cmd))
+	case "kube-proxy":
+		cmd := proxy.NewProxyCommand()
 		cmd.SetArgs(rest)
 		os.Exit(cli.Run(cmd))
 	case "free-ports":

@@ -648,6 +648,29 @@ pub async fn wait_condition(
     })
 }
 
+/// Namespaces a sample set may name but a test must never delete: the cluster's own, and
+/// the ones the test stack's controllers keep their state in (cert-manager's CA Secret,
+/// MetalLB's ConfigurationState: without it MetalLB loads no pool).
+pub const PROTECTED_NAMESPACES: [&str; 6] = [
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "cert-manager",
+    "metallb-system",
+];
+
+/// The namespaces of a set's objects that a test may delete afterwards.
+pub fn deletable_namespaces(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Namespace")
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .filter(|n| !PROTECTED_NAMESPACES.contains(n))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The sample set directories under config/samples, sorted.
 pub fn sample_sets() -> Vec<PathBuf> {
     let mut sets: Vec<_> = std::fs::read_dir(root().join("config/samples"))
@@ -670,4 +693,95 @@ pub fn sample_objects(set: &std::path::Path) -> Vec<Value> {
         .iter()
         .flat_map(|f| yaml_docs(&std::fs::read_to_string(f).unwrap()))
         .collect()
+}
+
+/// The image the node runs sample workloads from (hack/images.sh builds it; `make test`
+/// imports it into the node's containerd).
+pub fn backend_image() -> String {
+    std::env::var("BACKEND_IMAGE").unwrap_or_else(|_| "gatehouse.local/backend:1".into())
+}
+
+/// Deployments that run a set's workloads on the node: per ExposedApp, one pod of the test
+/// backend with the app's selector labels, listening on every TCP target port of the app
+/// (numbered target ports as they are, named ones on the Service port under that name) and
+/// answering with its pod name. Probed on its first port, so Ready means really serving.
+pub fn workloads(objects: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for app in objects.iter().filter(|o| o["kind"] == "ExposedApp") {
+        let name = app["metadata"]["name"].as_str().unwrap();
+        let ns = app["metadata"]["namespace"].as_str().unwrap_or("default");
+        let labels = app["spec"]["selector"].clone();
+        let mut ports: Vec<Value> = Vec::new();
+        for p in app["spec"]["ports"].as_array().into_iter().flatten() {
+            if p["protocol"].as_str().unwrap_or("TCP") != "TCP" {
+                continue;
+            }
+            let port = p["port"].as_i64().unwrap();
+            let entry = match &p["targetPort"] {
+                Value::Number(n) => json!({"containerPort": n.as_i64().unwrap()}),
+                Value::String(named) => json!({"containerPort": port, "name": named}),
+                _ => json!({"containerPort": port}),
+            };
+            if !ports
+                .iter()
+                .any(|x| x["containerPort"] == entry["containerPort"])
+            {
+                ports.push(entry);
+            }
+        }
+        if ports.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = ports
+            .iter()
+            .map(|p| p["containerPort"].to_string())
+            .collect();
+        out.push(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": format!("{name}-backend"), "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        // Unprivileged binding of low ports (80, 443) without root or
+                        // capabilities: a namespaced, safe sysctl since Kubernetes 1.22.
+                        "securityContext": {
+                            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                        },
+                        "containers": [{
+                            "name": "backend",
+                            "image": backend_image(),
+                            "imagePullPolicy": "Never",
+                            "env": [
+                                {"name": "PORTS", "value": list.join(",")},
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            ],
+                            "ports": ports,
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": ports[0]["containerPort"]}, "periodSeconds": 1},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }],
+                    },
+                },
+            },
+        }));
+    }
+    out
+}
+
+/// A value hack/cluster-up.sh recorded in $CLUSTER_DIR/cluster.env (NODE_NAME, NODE_IP...),
+/// if present.
+pub fn cluster_env(key: &str) -> Option<String> {
+    std::fs::read_to_string(cluster_dir().join("cluster.env"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
 }

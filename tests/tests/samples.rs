@@ -19,17 +19,6 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-/// Namespaces a set may name but the test must not delete: the cluster's own, and the ones the
-/// test stack's controllers keep their state in (the CA Secret of cert-manager's issuers).
-const PROTECTED: [&str; 6] = [
-    "default",
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    "cert-manager",
-    "metallb-system",
-];
-
 type Key = (ChildKind, Option<String>, String);
 
 /// Gatehouse objects of a set: (kind, namespace, name).
@@ -156,12 +145,7 @@ async fn delete_set(client: &Client, objects: &[Value]) {
     let _ = gatehouse_api(client, "ClusterNetwork", None)
         .delete("default", &DeleteParams::default())
         .await;
-    let namespaces: Vec<String> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Namespace")
-        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-        .filter(|n| !PROTECTED.contains(&n.as_str()))
-        .collect();
+    let namespaces = deletable_namespaces(objects);
     let api = Api::<Namespace>::all(client.clone());
     for n in &namespaces {
         let _ = api.delete(n, &DeleteParams::default()).await;
@@ -409,7 +393,12 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         let before = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle = op.writes() - before;
-        assert_eq!(idle, 0, "{name}: {idle} writes in an idle window");
+        assert_eq!(
+            idle,
+            0,
+            "{name}: {idle} writes in an idle window: {:?}",
+            op.metrics.last_writes(idle as usize)
+        );
 
         // Restart: a new operator reads everything and writes nothing.
         op.stop();
@@ -429,8 +418,10 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         .await;
         let restart_writes = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await;
         assert_eq!(
-            restart_writes, 0,
-            "{name}: the restarted operator wrote {restart_writes} times"
+            restart_writes,
+            0,
+            "{name}: the restarted operator wrote {restart_writes} times: {:?}",
+            op.metrics.last_writes(restart_writes as usize)
         );
 
         report.push(format!(

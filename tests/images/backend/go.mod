@@ -1,0 +1,3 @@
+module gatehouse.dev/tests/images/backend
+
+go 1.24
