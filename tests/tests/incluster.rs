@@ -290,14 +290,49 @@ async fn the_chart_runs_the_operator_image_on_the_node_within_its_rbac() {
             p.name_any()
         );
     }
-    let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
-        .get(RELEASE)
-        .await
+    // `kubectl logs` and `kubectl exec` reach the kubelet (the image has no shell: exec runs
+    // the operator binary itself).
+    let pod = pods[0].name_any();
+    let logs = kubectl()
+        .args(["logs", "-n", NAMESPACE, &pod])
+        .output()
         .unwrap();
-    assert_eq!(
-        deployment.status.and_then(|s| s.available_replicas),
-        Some(2)
+    let logs = String::from_utf8_lossy(&logs.stdout).to_string();
+    assert!(
+        logs.lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"].is_string())),
+        "kubectl logs {pod}: JSON log lines expected, got {logs:?}"
     );
+    let exec = kubectl()
+        .args([
+            "exec",
+            "-n",
+            NAMESPACE,
+            &pod,
+            "--",
+            "/gatehouse",
+            "--version",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&exec.stdout).starts_with("gatehouse "),
+        "kubectl exec {pod} -- /gatehouse --version: {exec:?}"
+    );
+    // The Deployment controller reports them available a moment after the pods are Ready.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        Duration::from_secs(30),
+        "the Deployment to report 2 available replicas",
+        || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get(RELEASE).await.ok()?;
+                (d.status?.available_replicas == Some(2)).then_some(())
+            }
+        },
+    )
+    .await;
 
     // A sample set and its workloads, as real pods; the in-cluster operator makes it Ready.
     for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
