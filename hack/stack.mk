@@ -13,13 +13,24 @@
 #   external-dns-bin      $(EXTERNAL_DNS_BIN)  external-dns (upstream main, every provider)
 #   kstatus-bin           $(KSTATUS_BIN)       kstatus of JSON objects on stdin
 #   stack-paths           print the four binary paths (make -s stack-paths)
+#   datapath-bins         the data path's four binaries below (not in stack-bins, not yet
+#                         a prerequisite of make test)
+#   traefik-bin           $(TRAEFIK_BIN)       Traefik (upstream cmd/traefik)
+#   oauth2-proxy-bin      $(OAUTH2_PROXY_BIN)  oauth2-proxy (upstream main)
+#   mockoidc-bin          $(MOCKOIDC_BIN)      a mock OIDC issuer on loopback (our main over
+#                                              github.com/oauth2-proxy/mockoidc)
+#   policy-bin            $(POLICY_BIN)        NetworkPolicy allow/deny table for probes on
+#                                              stdin (our main over cyclonus's matcher)
+#   policy-test           go test of the policy helper
+#   datapath-paths        print the data path's four binary paths
 #   stack-prune           delete cached binaries of other keys
 #   bind9                 install Debian's bind9 + bind9-dnsutils (named, dig, nsupdate,
 #                         tsig-keygen) if missing, without leaving named running as a service
 #   upstream-crds         regenerate tests/crds/ from tests/stack/crds.list
 #   upstream-crds-check   fail if tests/crds/ differs from what the list gives
 #
-# Exported to every recipe: CERT_MANAGER_BIN, METALLB_BIN, EXTERNAL_DNS_BIN, KSTATUS_BIN.
+# Exported to every recipe: CERT_MANAGER_BIN, METALLB_BIN, EXTERNAL_DNS_BIN, KSTATUS_BIN,
+# TRAEFIK_BIN, OAUTH2_PROXY_BIN, MOCKOIDC_BIN, POLICY_BIN.
 
 STACK_ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 STACK_SRC   := $(STACK_ROOT)/tests/stack
@@ -65,14 +76,44 @@ KSTATUS_BIN := $(STACK_CACHE)/kstatus/$(KSTATUS_KEY)/gatehouse-kstatus
 
 export CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN KSTATUS_BIN
 
+# The data path: Traefik in front, oauth2-proxy for sign-in against a mock OIDC issuer,
+# and cyclonus's NetworkPolicy semantics (no enforcing CNI runs on the node).
+
+# Traefik v3.6.12: upstream's cmd/traefik as a go.mod tool; its replace lines are copied
+# into the consumer go.mod (the reason `go install` cannot build it).
+TRAEFIK_SRC := $(STACK_SRC)/traefik
+TRAEFIK_KEY := $(call stack_key,$(TRAEFIK_SRC),$(call stack_goversion,$(TRAEFIK_SRC)))
+TRAEFIK_BIN := $(STACK_CACHE)/traefik/$(TRAEFIK_KEY)/traefik
+
+OAUTH2_PROXY_SRC := $(STACK_SRC)/oauth2-proxy
+OAUTH2_PROXY_KEY := $(call stack_key,$(OAUTH2_PROXY_SRC),$(call stack_goversion,$(OAUTH2_PROXY_SRC)))
+OAUTH2_PROXY_BIN := $(STACK_CACHE)/oauth2-proxy/$(OAUTH2_PROXY_KEY)/oauth2-proxy
+
+MOCKOIDC_SRC := $(STACK_SRC)/mockoidc
+MOCKOIDC_KEY := $(call stack_key,$(MOCKOIDC_SRC),$(call stack_goversion,$(MOCKOIDC_SRC)))
+MOCKOIDC_BIN := $(STACK_CACHE)/mockoidc/$(MOCKOIDC_KEY)/gatehouse-mockoidc
+
+POLICY_SRC := $(STACK_SRC)/policy
+POLICY_KEY := $(call stack_key,$(POLICY_SRC),$(call stack_goversion,$(POLICY_SRC)))
+POLICY_BIN := $(STACK_CACHE)/policy/$(POLICY_KEY)/gatehouse-policy
+
+export TRAEFIK_BIN OAUTH2_PROXY_BIN MOCKOIDC_BIN POLICY_BIN
+
 .PHONY: stack-bins cert-manager-bin metallb-bin external-dns-bin kstatus-bin stack-paths \
-	stack-prune bind9 upstream-crds upstream-crds-check
+	stack-prune bind9 upstream-crds upstream-crds-check \
+	datapath-bins traefik-bin oauth2-proxy-bin mockoidc-bin policy-bin policy-test datapath-paths
 
 stack-bins: cert-manager-bin metallb-bin external-dns-bin kstatus-bin
 cert-manager-bin: $(CERT_MANAGER_BIN)
 metallb-bin: $(METALLB_BIN)
 external-dns-bin: $(EXTERNAL_DNS_BIN)
 kstatus-bin: $(KSTATUS_BIN)
+
+datapath-bins: traefik-bin oauth2-proxy-bin mockoidc-bin policy-bin
+traefik-bin: $(TRAEFIK_BIN)
+oauth2-proxy-bin: $(OAUTH2_PROXY_BIN)
+mockoidc-bin: $(MOCKOIDC_BIN)
+policy-bin: $(POLICY_BIN)
 
 # Per-binary settings for the shared recipe: the component's directory, the package to
 # build (the module's own main, or the upstream main declared with a go.mod tool line) and
@@ -89,13 +130,26 @@ $(EXTERNAL_DNS_BIN): STACK_ENV := $(EXTERNAL_DNS_ENV)
 $(KSTATUS_BIN): STACK_DIR := $(KSTATUS_SRC)
 $(KSTATUS_BIN): STACK_PKG := .
 $(KSTATUS_BIN): STACK_ENV :=
+$(TRAEFIK_BIN): STACK_DIR := $(TRAEFIK_SRC)
+$(TRAEFIK_BIN): STACK_PKG := github.com/traefik/traefik/v3/cmd/traefik
+$(TRAEFIK_BIN): STACK_ENV :=
+$(OAUTH2_PROXY_BIN): STACK_DIR := $(OAUTH2_PROXY_SRC)
+$(OAUTH2_PROXY_BIN): STACK_PKG := github.com/oauth2-proxy/oauth2-proxy/v7
+$(OAUTH2_PROXY_BIN): STACK_ENV :=
+$(MOCKOIDC_BIN): STACK_DIR := $(MOCKOIDC_SRC)
+$(MOCKOIDC_BIN): STACK_PKG := .
+$(MOCKOIDC_BIN): STACK_ENV :=
+$(POLICY_BIN): STACK_DIR := $(POLICY_SRC)
+$(POLICY_BIN): STACK_PKG := .
+$(POLICY_BIN): STACK_ENV :=
 
 # The path changes with the inputs, so "exists" means "up to date". One lock for all stack
 # builds: they never run in parallel with each other (make -j, other worktrees sharing the
 # cache), since each alone keeps two cores busy. The build writes a temporary name and
 # renames it, so a killed build never leaves a half-written binary (leftovers of killed
 # builds are removed under the lock).
-$(CERT_MANAGER_BIN) $(METALLB_BIN) $(EXTERNAL_DNS_BIN) $(KSTATUS_BIN):
+$(CERT_MANAGER_BIN) $(METALLB_BIN) $(EXTERNAL_DNS_BIN) $(KSTATUS_BIN) \
+$(TRAEFIK_BIN) $(OAUTH2_PROXY_BIN) $(MOCKOIDC_BIN) $(POLICY_BIN):
 	@mkdir -p $(@D)
 	@flock $(STACK_CACHE)/.build.lock sh -c '\
 	  if [ -x "$@" ]; then exit 0; fi; \
@@ -111,9 +165,23 @@ stack-paths:
 	@echo $(EXTERNAL_DNS_BIN)
 	@echo $(KSTATUS_BIN)
 
+datapath-paths:
+	@echo $(TRAEFIK_BIN)
+	@echo $(OAUTH2_PROXY_BIN)
+	@echo $(MOCKOIDC_BIN)
+	@echo $(POLICY_BIN)
+
+# The helper's unit tests (a truth table of small policies); they compile the same packages
+# as policy-bin, so run them under the same lock.
+policy-test:
+	@mkdir -p $(STACK_CACHE)
+	@flock $(STACK_CACHE)/.build.lock sh -c 'cd "$(POLICY_SRC)" && go test -mod=readonly -trimpath ./...'
+
 stack-prune:
 	@for d in cert-manager:$(CERT_MANAGER_KEY) metallb:$(METALLB_KEY) \
-	    external-dns:$(EXTERNAL_DNS_KEY) kstatus:$(KSTATUS_KEY); do \
+	    external-dns:$(EXTERNAL_DNS_KEY) kstatus:$(KSTATUS_KEY) \
+	    traefik:$(TRAEFIK_KEY) oauth2-proxy:$(OAUTH2_PROXY_KEY) mockoidc:$(MOCKOIDC_KEY) \
+	    policy:$(POLICY_KEY); do \
 	  name=$${d%%:*}; key=$${d#*:}; \
 	  [ -d "$(STACK_CACHE)/$$name" ] || continue; \
 	  find "$(STACK_CACHE)/$$name" -mindepth 1 -maxdepth 1 -type d ! -name "$$key" -print -exec rm -rf {} +; \
