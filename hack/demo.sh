@@ -67,10 +67,8 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 	step "Images built here (no registry): the operator and the test backend, imported into the node's containerd"
 	mapfile -t archives < <("$ROOT/hack/images.sh" paths)
 	"$ROOT/hack/node-import.sh" "${archives[@]}"
-	# target/images/gatehouse-<version>.oci.tar holds gatehouse.local/gatehouse:<version>.
-	image=$(basename "${archives[0]}" .oci.tar)
-	image=${image#gatehouse-}
-	echo "operator image: gatehouse.local/gatehouse:$image ($(cat "${archives[0]%.oci.tar}.digest"))"
+	mapfile -t refs < <("$ROOT/hack/images.sh" refs)
+	echo "operator image: ${refs[0]} ($(cat "${archives[0]%.oci.tar}.digest"))"
 
 	step "The operator, installed by its Helm chart into gatehouse-system (Pod Security: restricted)"
 	k apply --server-side -f - >/dev/null <<-EOF
@@ -85,7 +83,7 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 	: "${HELM_BIN:?run through make demo (it builds helm)}"
 	"$HELM_BIN" --kubeconfig "$KUBECONFIG_FILE" upgrade --install gatehouse "$ROOT/charts/gatehouse" \
 		--namespace gatehouse-system --take-ownership \
-		--set image.repository=gatehouse.local/gatehouse --set image.tag="$image" --set image.pullPolicy=Never
+		--set image.repository="${refs[0]%:*}" --set image.tag="${refs[0]##*:}" --set image.pullPolicy=Never
 	k -n gatehouse-system rollout status deploy/gatehouse --timeout=180s
 	k -n gatehouse-system get pods -o wide
 

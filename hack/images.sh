@@ -36,6 +36,7 @@ TARGET=x86_64-unknown-linux-gnu
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/gatehouse
 BACKEND_SRC=$ROOT/tests/images/backend
 BACKEND_NAME=gatehouse.local/backend:1
+OPERATOR_REPO=gatehouse.local/gatehouse
 # Where the source lives, for the org.opencontainers.image.source label: the origin remote
 # when there is one, else the project's home (the chart's image is ghcr.io/gatehouse-dev/...).
 DEFAULT_SOURCE=https://github.com/gatehouse-dev/gatehouse
@@ -151,7 +152,7 @@ operator() {
 
 	key=$({ sha256sum <"$BIN"; recipe operator; } | sha)
 	if [ -f "$archive" ] && [ -f "$digestfile" ] && [ "$(cat "$keyfile" 2>/dev/null)" = "$key" ]; then
-		log "gatehouse.local/gatehouse:$version@$(cat "$digestfile") up to date ($archive)"
+		log "$OPERATOR_REPO:$version@$(cat "$digestfile") up to date ($archive)"
 		return
 	fi
 
@@ -163,7 +164,7 @@ operator() {
 	fi
 	source=$(git -C "$ROOT" remote get-url origin 2>/dev/null || echo "$DEFAULT_SOURCE")
 
-	log "building gatehouse.local/gatehouse:$version (revision $revision) into $archive"
+	log "building $OPERATOR_REPO:$version (revision $revision) into $archive"
 	local args=()
 	mapfile -d '' args < <(labels \
 		org.opencontainers.image.title=gatehouse \
@@ -173,10 +174,10 @@ operator() {
 		"org.opencontainers.image.source=$source" \
 		org.opencontainers.image.licenses=Apache-2.0)
 	# Entrypoint and default command as in the Dockerfile; the Deployment passes its own args.
-	build_image "gatehouse.local/gatehouse:$version" "$BIN" /gatehouse "$archive" "$digestfile" -- \
+	build_image "$OPERATOR_REPO:$version" "$BIN" /gatehouse "$archive" "$digestfile" -- \
 		--entrypoint '["/gatehouse"]' --cmd '["run","--leader-elect"]' "${args[@]}"
 	echo "$key" >"$keyfile"
-	log "gatehouse.local/gatehouse:$version@$(cat "$digestfile") ($(archive_size "$archive") bytes, $archive)"
+	log "$OPERATOR_REPO:$version@$(cat "$digestfile") ($(archive_size "$archive") bytes, $archive)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -217,6 +218,12 @@ backend() {
 paths() {
 	echo "$OUT/gatehouse-$(operator_version).oci.tar"
 	echo "$(backend_dir)/backend-1.oci.tar"
+}
+
+# refs: the image references the archives of `paths` hold, in the same order.
+refs() {
+	echo "$OPERATOR_REPO:$(operator_version)"
+	echo "$BACKEND_NAME"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -364,7 +371,8 @@ operator) operator ;;
 backend) backend ;;
 verify) verify ;;
 paths) paths ;;
+refs) refs ;;
 buildah) shift; in_private_ns "$SELF" _bh "$@" ;;
 _bh) shift; bh "$@" ;;
-*) die "usage: $0 operator|backend|verify|paths|buildah ARGS..." ;;
+*) die "usage: $0 operator|backend|verify|paths|refs|buildah ARGS..." ;;
 esac

@@ -25,8 +25,7 @@ CLUSTER_WATCH_PID=$$ "$ROOT/hack/cluster-up.sh"
 if [[ $CLUSTER_NODE == 1 ]]; then
 	mapfile -t archives < <("$ROOT/hack/images.sh" paths)
 	"$ROOT/hack/node-import.sh" "${archives[@]}"
-	version=$(basename "${archives[0]}" .oci.tar)
-	export GATEHOUSE_IMAGE=gatehouse.local/gatehouse:${version#gatehouse-}
-	export BACKEND_IMAGE=gatehouse.local/backend:1
+	mapfile -t refs < <("$ROOT/hack/images.sh" refs)
+	export GATEHOUSE_IMAGE=${refs[0]} BACKEND_IMAGE=${refs[1]}
 fi
 "$@"

@@ -310,17 +310,20 @@ pub fn cluster_dir() -> PathBuf {
 /// A value hack/stack-up.sh recorded for the real controllers it started (DNS ports, the
 /// CA). Panics with instructions when the stack is not up.
 pub fn stack_env(key: &str) -> String {
-    let path = cluster_dir().join("stack.env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+    env_file_value("stack.env", key).unwrap_or_else(|| {
         panic!(
-            "no test stack ({}: {e}); run the tests through `make test`, which starts it",
-            path.display()
+            "{} has no {key}; run the tests through `make test`, which starts the stack",
+            cluster_dir().join("stack.env").display()
         )
-    });
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
-        .to_string()
+    })
+}
+
+/// `KEY=value` from a file the cluster scripts write in the cluster directory, if present.
+fn env_file_value(file: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(cluster_dir().join(file))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
 /// Starts (`true`) or stops a component of the test stack: `cert-manager`, `metallb`, `dns`.
@@ -780,8 +783,5 @@ pub fn workloads(objects: &[Value]) -> Vec<Value> {
 /// A value hack/cluster-up.sh recorded in $CLUSTER_DIR/cluster.env (NODE_NAME, NODE_IP...),
 /// if present.
 pub fn cluster_env(key: &str) -> Option<String> {
-    std::fs::read_to_string(cluster_dir().join("cluster.env"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+    env_file_value("cluster.env", key)
 }
