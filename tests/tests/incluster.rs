@@ -368,6 +368,23 @@ async fn the_chart_runs_the_operator_image_on_the_node_within_its_rbac() {
         wait_pods_ready(&client, ns, &selector.join(","), 1).await;
     }
 
+    // The leader has renewed its Lease at least once (an update), so a fast run still sees
+    // every verb leader election uses.
+    let leases =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        Duration::from_secs(60),
+        "the leader to renew its Lease",
+        || {
+            let leases = leases.clone();
+            async move {
+                let spec = leases.get("gatehouse-leader").await.ok()?.spec?;
+                (spec.renew_time?.0 > spec.acquire_time?.0).then_some(())
+            }
+        },
+    )
+    .await;
+
     // What the operator asked the API server for, from the audit log.
     let user = format!("system:serviceaccount:{NAMESPACE}:gatehouse");
     let events = audit_events(&user, first_audit_line);
