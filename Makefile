@@ -29,6 +29,7 @@ help:
 	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
+	@echo "make bench-scale  N apps (N=1000, IDLE=60) on a control plane of its own: plain client vs operator (cold, restart, idle)"
 	@echo "make cluster-up / cluster-down   the local control plane alone (CLUSTER_NODE=1: with a real node)"
 	@echo "make node-deps  install containerd, runc, CNI plugins, iptables, buildah for the node (tests use one)"
 	@echo "make pause-image  the node's pod sandbox image gatehouse.local/pause:1, cached outside the repo"
@@ -68,12 +69,14 @@ $(HELM_BIN):
 .PHONY: helm
 helm: $(HELM_BIN)
 
-# The real controllers (hack/stack.mk) are built once like the control plane; the third-party
-# CRDs must be what the pinned upstream modules ship.
-STACK_DEPS := stack-bins bind9 upstream-crds-check
+# The real controllers and the data path (Traefik, OAuth2 Proxy, the mock issuer, the policy
+# engine: hack/stack.mk) are built once like the control plane; the third-party CRDs must be
+# what the pinned upstream modules ship.
+STACK_DEPS := stack-bins datapath-bins bind9 upstream-crds-check
 
-# The node runs the operator's and the test backend's images, built here (hack/images.mk).
-NODE_DEPS := node-deps pause-image image backend-image
+# The node runs the operator's, the test backend's and OAuth2 Proxy's images, built here
+# (hack/images.mk).
+NODE_DEPS := node-deps pause-image image backend-image oauth2-proxy-image
 
 test: controlplane helm $(STACK_DEPS) $(NODE_DEPS)
 	@hack/test.sh
@@ -85,7 +88,7 @@ demo: controlplane build helm $(STACK_DEPS) $(NODE_DEPS)
 	@hack/demo.sh
 
 # The real controllers alone, next to a running `make cluster-up` (hack/stack-up.sh).
-stack-up: stack-bins bind9
+stack-up: stack-bins datapath-bins bind9
 	@hack/stack-up.sh
 
 bench:
@@ -93,3 +96,10 @@ bench:
 
 clean: cluster-down
 	$(CARGO) clean
+
+# Convergence at scale (issue 10; README "Benchmark at scale"): a control plane of its own
+# (never .cluster), the plain client's time next to the operator's; target/bench-scale/N.json.
+.PHONY: bench-scale
+bench-scale: controlplane
+	$(CARGO) build --release -p gatehouse-operator --bin gatehouse --example bench_scale
+	@N='$(N)' IDLE='$(IDLE)' hack/bench-scale.sh

@@ -33,8 +33,8 @@ print(sum(1 for o in items if not ready(o)))'
 provider=$(sed -n 's/^[[:space:]]*provider:[[:space:]]*\([A-Za-z]*\).*/\1/p' "$SET"/*clusternetwork*.yaml | head -n1)
 provider=${provider:-None}
 case $provider in
-Hetzner | Cilium) components=(cert-manager dns) played=true ;;
-*) components=(cert-manager metallb dns) played=false ;;
+Hetzner | Cilium) components=(cert-manager dns oidc) played=true ;;
+*) components=(cert-manager metallb dns oidc) played=false ;;
 esac
 
 # With a node (the default), the operator runs from its own image under its own chart and
@@ -87,8 +87,11 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 	k -n gatehouse-system rollout status deploy/gatehouse --timeout=180s
 	k -n gatehouse-system get pods -o wide
 
-	step "The set's workloads as real pods (the test backend answers with its pod name)"
+	step "The set's workloads as real pods (the test backend answers with its pod name; the OAuth2 Proxy app runs OAuth2 Proxy), and the IngressClasses of its tiers"
 	cargo run -q -p gatehouse-tests --bin sample-workloads -- "$SET" | k apply --server-side -f -
+
+	step "Traefik, one per tier, serving the set's IngressClasses (ingress-nginx tiers through its NGINX provider)"
+	cargo run -q -p gatehouse-tests --bin sample-workloads -- --traefik "$SET"
 else
 	step "The operator (gatehouse run) as a host process; log in .cluster/operator.log"
 	pkill -f "$GATEHOUSE run" 2>/dev/null || true
@@ -163,6 +166,27 @@ for d in json.load(sys.stdin)["items"]:
 		printf '   %-8s %-45s %-4s -> %s\n' "$tier" "$name" "$type" \
 			"$(dig +short @127.0.0.1 -p "${!port_var}" "$name" "$type" | tr '\n' ' ')"
 	done
+
+if [[ $CLUSTER_NODE == 1 ]]; then
+	# shellcheck disable=SC1091
+	source "$CLUSTER_DIR/stack.env"
+	step "Real requests: names resolved by the tier's BIND server, sent to that tier's Traefik (the published address is the router's or load balancer's; here it forwards to Traefik on loopback)"
+	while IFS=$'\t' read -r tier host url what; do
+		port_var=DNS_${tier^^}_PORT addr_var=TRAEFIK_${tier^^}_ADDR
+		published=$(dig +short @127.0.0.1 -p "${!port_var}" "$host" A | head -n1)
+		echo "-- $what: $host -> ${published:-?} ($tier BIND) -> Traefik $tier ${!addr_var}"
+		echo "   \$ curl -i --cacert $CA_CERT --resolve $host:443:${!addr_var} --resolve $host:80:${!addr_var} $url"
+		# Traefik picks up new Ingresses and endpoints within seconds: retry a few times.
+		for _ in $(seq 1 30); do
+			answer=$(curl -sS -i --max-time 5 --cacert "$CA_CERT" --resolve "$host:443:${!addr_var}" \
+				--resolve "$host:80:${!addr_var}" "$url" 2>&1 | tr -d '\r') || true
+			code=$(head -n1 <<<"$answer" | awk '{print $2}')
+			[[ $code =~ ^(200|301|302|308)$ ]] && break
+			sleep 1
+		done
+		{ head -n1 <<<"$answer"; grep -i '^location:' <<<"$answer"; sed -n '/^$/,$p' <<<"$answer" | sed '1d' | head -n 2; } | sed 's/^/   /'
+	done < <(cargo run -q -p gatehouse-tests --bin sample-workloads -- --requests "$SET")
+fi
 
 step "Status of one ExposedApp"
 first=$(k get xapp -A -o jsonpath='{.items[0].metadata.namespace}/{.items[0].metadata.name}')

@@ -13,9 +13,11 @@
 #   backend-image    the e2e test backend (tests/images/backend): answers with its pod name,
 #                    host and path on every port of $$PORTS; built once per source hash into
 #                    $(IMAGES_CACHE)
+#   oauth2-proxy-image  OAuth2 Proxy (the static $$OAUTH2_PROXY_BIN) for the sample sets'
+#                    sign-in workload; built once per binary into $(IMAGES_CACHE)
 #   images-verify    run both images with runc, without a cluster (as uid 65532, read-only
 #                    root filesystem)
-#   image-paths      print the two archive paths (make -s image-paths)
+#   image-paths      print the three archive paths (make -s image-paths)
 #   buildah          install Debian's buildah if missing
 #   runc             install Debian's runc if missing (images-verify only)
 
@@ -37,7 +39,7 @@ define apt_install
 	}
 endef
 
-.PHONY: buildah runc image backend-image images-verify image-paths
+.PHONY: buildah runc image backend-image oauth2-proxy-image images-verify image-paths
 
 # buildah without its recommends: builds from scratch never run a container, so neither
 # runc/crun nor fuse-overlayfs is needed (the storage driver is vfs).
@@ -52,6 +54,9 @@ image: buildah
 
 backend-image: buildah
 	@$(IMAGES_ROOT)/hack/images.sh backend
+
+oauth2-proxy-image: buildah oauth2-proxy-bin
+	@$(IMAGES_ROOT)/hack/images.sh oauth2-proxy
 
 images-verify: image backend-image runc
 	@$(IMAGES_ROOT)/hack/images.sh verify

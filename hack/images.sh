@@ -9,9 +9,12 @@
 #                             library only, static) at /backend, user 65532:65532, written to
 #                             $IMAGES_CACHE/images/backend/<source hash>/backend-1.oci.tar
 #                             (+ .digest); built once per source hash
+#   hack/images.sh oauth2-proxy  gatehouse.local/oauth2-proxy:<version>: $OAUTH2_PROXY_BIN
+#                             (static, hack/stack.mk) at /oauth2-proxy, user 65532:65532,
+#                             under $IMAGES_CACHE/images/oauth2-proxy/<key>/; built once
 #   hack/images.sh verify     run both archives with runc as a pod would (uid 65532, read-only
 #                             root filesystem, no capabilities, own network namespace)
-#   hack/images.sh paths      print both archive paths (they need not exist yet)
+#   hack/images.sh paths      print the three archive paths (they need not exist yet)
 #   hack/images.sh buildah ARGS...   buildah ARGS with this storage, in the namespace below
 #
 # How: buildah FROM scratch, vfs storage under $IMAGES_CACHE/buildah (--root/--runroot), commit
@@ -37,6 +40,7 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/gatehouse
 BACKEND_SRC=$ROOT/tests/images/backend
 BACKEND_NAME=gatehouse.local/backend:1
 OPERATOR_REPO=gatehouse.local/gatehouse
+OAUTH2_PROXY_REPO=gatehouse.local/oauth2-proxy
 # Where the source lives, for the org.opencontainers.image.source label: the origin remote
 # when there is one, else the project's home (the chart's image is ghcr.io/gatehouse-dev/...).
 DEFAULT_SOURCE=https://github.com/gatehouse-dev/gatehouse
@@ -215,15 +219,59 @@ backend() {
 	log "$BACKEND_NAME@$(cat "$digestfile") ($(archive_size "$archive") bytes, $archive)"
 }
 
+# ---------------------------------------------------------------------------------------
+# OAuth2 Proxy, the sample sets' own sign-in workload: the static binary hack/stack.mk builds
+# ($OAUTH2_PROXY_BIN, CGO_ENABLED=0) at /oauth2-proxy; built once per binary.
+
+oauth2_proxy_version() {
+	awk '$1 == "github.com/oauth2-proxy/oauth2-proxy/v7" { print $2; exit }' "$ROOT/tests/stack/oauth2-proxy/go.mod"
+}
+
+oauth2_proxy_dir() {
+	: "${OAUTH2_PROXY_BIN:?run through make (it builds oauth2-proxy and sets OAUTH2_PROXY_BIN)}"
+	local key
+	# The cache key of the binary (its directory name under the stack cache) and the recipe.
+	key=$({ basename "$(dirname "$OAUTH2_PROXY_BIN")"; recipe oauth2_proxy; } | sha | cut -c1-16)
+	echo "$CACHE/images/oauth2-proxy/$key"
+}
+
+oauth2_proxy() {
+	local dir archive digestfile version name
+	dir=$(oauth2_proxy_dir)
+	version=$(oauth2_proxy_version)
+	name=$OAUTH2_PROXY_REPO:$version
+	archive=$dir/oauth2-proxy-$version.oci.tar
+	digestfile=$dir/oauth2-proxy-$version.digest
+	if [ -f "$archive" ] && [ -f "$digestfile" ]; then
+		log "$name@$(cat "$digestfile") up to date ($archive)"
+		return
+	fi
+	[ -x "$OAUTH2_PROXY_BIN" ] || die "$OAUTH2_PROXY_BIN missing: make oauth2-proxy-bin"
+	is_static "$OAUTH2_PROXY_BIN" || die "$OAUTH2_PROXY_BIN is not statically linked"
+	mkdir -p "$dir"
+	log "building $name from $OAUTH2_PROXY_BIN into $archive"
+	local args=()
+	mapfile -d '' args < <(labels \
+		org.opencontainers.image.title=oauth2-proxy \
+		"org.opencontainers.image.description=OAuth2 Proxy $version (github.com/oauth2-proxy/oauth2-proxy/v7) for Gatehouse's sign-in tests" \
+		"org.opencontainers.image.version=$version" \
+		org.opencontainers.image.licenses=MIT)
+	build_image "$name" "$OAUTH2_PROXY_BIN" /oauth2-proxy "$archive" "$digestfile" -- \
+		--entrypoint '["/oauth2-proxy"]' --cmd '[]' "${args[@]}"
+	log "$name@$(cat "$digestfile") ($(archive_size "$archive") bytes, $archive)"
+}
+
 paths() {
 	echo "$OUT/gatehouse-$(operator_version).oci.tar"
 	echo "$(backend_dir)/backend-1.oci.tar"
+	echo "$(oauth2_proxy_dir)/oauth2-proxy-$(oauth2_proxy_version).oci.tar"
 }
 
 # refs: the image references the archives of `paths` hold, in the same order.
 refs() {
 	echo "$OPERATOR_REPO:$(operator_version)"
 	echo "$BACKEND_NAME"
+	echo "$OAUTH2_PROXY_REPO:$(oauth2_proxy_version)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -369,10 +417,11 @@ _build) shift; in_private_ns "$SELF" _buildah "$@" ;; # internal: build_image un
 _buildah) shift; buildah_image "$@" ;;                 # internal: inside the namespace
 operator) operator ;;
 backend) backend ;;
+oauth2-proxy) oauth2_proxy ;;
 verify) verify ;;
 paths) paths ;;
 refs) refs ;;
 buildah) shift; in_private_ns "$SELF" _bh "$@" ;;
 _bh) shift; bh "$@" ;;
-*) die "usage: $0 operator|backend|verify|paths|refs|buildah ARGS..." ;;
+*) die "usage: $0 operator|backend|oauth2-proxy|verify|paths|refs|buildah ARGS..." ;;
 esac

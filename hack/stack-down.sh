@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hack/stack-down.sh COMPONENT...: stop components started by hack/stack-up.sh (cert-manager,
-# metallb, dns), leaving the control plane running. hack/cluster-down.sh stops them all
+# metallb, dns, oidc, traefik), leaving the control plane running. hack/cluster-down.sh stops them all
 # anyway. Used by tests that must run without one of them (MetalLB claims every classless
 # LoadBalancer Service, so a test that plays another load balancer stops it first).
 set -euo pipefail
@@ -26,6 +26,8 @@ for c in "$@"; do
 	case $c in
 	cert-manager | metallb) stop "$c" ;;
 	dns) for t in external internal; do stop "external-dns-$t"; stop "named-$t"; done ;;
-	*) die "unknown component $c (cert-manager, metallb, dns)" ;;
+	oidc | traefik-external | traefik-internal) stop "$c" ;;
+	traefik) for t in external internal; do stop "traefik-$t"; done ;;
+	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik)" ;;
 	esac
 done

@@ -18,9 +18,16 @@
 # `stack-up.sh metallb` after `stack-down.sh metallb` starts only MetalLB again.
 # $CLUSTER_DIR/stack.env records what tests need (DNS ports, the CA, the TSIG key).
 #
-# Usage: stack-up.sh [COMPONENT...]   (default: all; components: cert-manager metallb dns)
-# Environment: CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN CONTROLPLANE_BIN (make sets
-# them), CLUSTER_DIR, STACK_START_TIMEOUT (seconds per component, default 120), KUBECTL.
+#   oidc           a mock OIDC issuer (tests/stack/mockoidc) for the OAuth2 Proxy pods
+#   traefik-<tier> Traefik, one per tier, serving that tier's IngressClass on ports 80/443
+#                  of a loopback address of its own (see start_traefik)
+#
+# Usage: stack-up.sh [COMPONENT...]   (default: all; components: cert-manager metallb dns
+# oidc traefik)
+# Environment: CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN MOCKOIDC_BIN TRAEFIK_BIN
+# CONTROLPLANE_BIN (make sets them), CLUSTER_DIR, STACK_START_TIMEOUT (seconds per
+# component, default 120), KUBECTL; for traefik TRAEFIK_<TIER>_CLASS, TRAEFIK_<TIER>_ADDR,
+# TRAEFIK_HOSTS_FILE.
 set -euo pipefail
 set +m # as in cluster-up.sh: $! must be the component's own pid
 
@@ -230,15 +237,122 @@ start_dns() {
 	done
 }
 
+# --- The sign-in issuer --------------------------------------------------------------
+
+# A mock OIDC issuer (tests/stack/mockoidc) for the OAuth2 Proxy the sample sets run as a
+# pod. It listens on the node's pod bridge address (cluster.env NODE_IP), the one address
+# both the pod (token exchange) and a client on this machine (the browser's authorize step)
+# reach; on loopback without a node. Fixed client credentials, recorded in stack.env.
+start_oidc() {
+	need_bin MOCKOIDC_BIN
+	local host port
+	host=$(sed -n 's/^NODE_IP=//p' "$CLUSTER_DIR/cluster.env" 2>/dev/null)
+	host=${host:-127.0.0.1}
+	if ! running oidc; then
+		port=$(free_ports 1)
+		log_restart "oidc.log"
+		: >"$STACK/oidc.json"
+		# The ready line goes to its own file (stdout); the log gets stderr.
+		(
+			for fd in "/proc/$BASHPID/fd"/*; do
+				fd=${fd##*/}
+				if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+			done
+			exec env GATEHOUSE_CLUSTER_DIR="$CLUSTER_DIR" setsid "$MOCKOIDC_BIN" --addr="$host:$port" \
+				--client-id=gatehouse-e2e --client-secret="$(openssl rand -hex 16)" \
+				</dev/null >"$STACK/oidc.json" 2>>"$LOGS/oidc.log"
+		) &
+		echo $! >"$RUN/oidc.pid"
+	fi
+	wait_for oidc "$(pid_of oidc)" grep -q issuer "$STACK/oidc.json"
+	env_set OIDC_ISSUER "$(jq -r .issuer "$STACK/oidc.json")"
+	env_set OIDC_CLIENT_ID "$(jq -r .clientId "$STACK/oidc.json")"
+	env_set OIDC_CLIENT_SECRET "$(jq -r .clientSecret "$STACK/oidc.json")"
+	log "oidc: mock issuer $(env_get OIDC_ISSUER) (client $(env_get OIDC_CLIENT_ID))"
+}
+
+# --- Traefik, one per ingress tier ---------------------------------------------------
+
+# Each tier's Traefik serves that tier's IngressClass (TRAEFIK_<TIER>_CLASS, default
+# gatehouse-<tier>) with all three Kubernetes providers: kubernetesingress for classes of
+# controller traefik.io/ingress-controller, kubernetesingressnginx for classes of controller
+# k8s.io/ingress-nginx-<tier> (one controller value per tier, as two ingress-nginx releases
+# in one cluster have; the NGINX provider selects classes by controller value), kubernetescrd
+# for the Middlewares. Entry points web and websecure on ports 80 and 443 of a loopback
+# address of the tier's own (TRAEFIK_<TIER>_ADDR, default 127.0.0.21 / 127.0.0.22), so
+# redirects and the sign-in flow keep their default ports; websecure has no TLS of its own
+# (as in seed 001): routers get TLS from the Ingresses. Server-side calls (forward auth to
+# the OAuth2 Proxy) resolve names through TRAEFIK_HOSTS_FILE, bind-mounted over /etc/hosts
+# in the process's own mount namespace (the cluster DNS the seeds point at the LAN
+# resolver is not here), and trust the stack's CA (SSL_CERT_FILE). A forward-auth call to
+# the OAuth2 Proxy comes back in through a Traefik entry point (the proxy is an app behind
+# the same tiers), so the entry points trust X-Forwarded-* from loopback, where the Traefiks
+# are: otherwise the second hop strips X-Forwarded-Uri/Host and the proxy would send users
+# back to its own host after sign-in (docs/api.md, "Sign-in"). Restarted when its class,
+# address or hosts change.
+traefik_signature() { # TIER CLASS ADDR HOSTSFILE
+	{ echo "$1 $2 $3"; cat "$4" 2>/dev/null; } | sha256sum | cut -c1-16
+}
+
+start_traefik() {
+	need_bin TRAEFIK_BIN
+	local tier class addr hosts sig ping var
+	[[ -f $STACK/ca.crt ]] || die "traefik needs the stack's CA: start cert-manager first"
+	for tier in "${TIERS[@]}"; do
+		var=TRAEFIK_${tier^^}_CLASS
+		class=${!var:-gatehouse-$tier}
+		var=TRAEFIK_${tier^^}_ADDR
+		addr=${!var:-$([[ $tier == external ]] && echo 127.0.0.21 || echo 127.0.0.22)}
+		hosts=$STACK/traefik-$tier.hosts
+		{
+			echo "127.0.0.1 localhost"
+			[[ -z ${TRAEFIK_HOSTS_FILE:-} ]] || cat "$TRAEFIK_HOSTS_FILE"
+		} >"$hosts.new"
+		sig=$(traefik_signature "$tier" "$class" "$addr" "$hosts.new")
+		if running "traefik-$tier" && [[ $(env_get "TRAEFIK_${tier^^}_SIGNATURE") == "$sig" ]]; then
+			rm -f "$hosts.new"
+		else
+			if running "traefik-$tier"; then
+				"$REPO_ROOT/hack/stack-down.sh" "traefik-$tier" >/dev/null 2>&1 || true
+			fi
+			mv -f "$hosts.new" "$hosts"
+			ping=$(free_ports 1)
+			log_restart "traefik-$tier.log"
+			KUBECONFIG=$KUBECONFIG_FILE SSL_CERT_FILE=$STACK/ca.crt launch "traefik-$tier" \
+				unshare --mount --propagation private -- /bin/sh -ec 'mount --bind "$0" /etc/hosts; exec "$@"' "$hosts" \
+				"$TRAEFIK_BIN" --global.checkNewVersion=false --global.sendAnonymousUsage=false \
+				--log.level=INFO --accesslog=true \
+				--entrypoints.web.address="$addr:80" --entrypoints.websecure.address="$addr:443" \
+				--entrypoints.web.forwardedHeaders.trustedIPs=127.0.0.0/8 \
+				--entrypoints.websecure.forwardedHeaders.trustedIPs=127.0.0.0/8 \
+				--entrypoints.traefik.address="127.0.0.1:$ping" --ping=true --ping.entrypoint=traefik \
+				--providers.kubernetesingress=true --providers.kubernetesingress.ingressClass="$class" \
+				--providers.kubernetesingressnginx=true \
+				--providers.kubernetesingressnginx.controllerClass="k8s.io/ingress-nginx-$tier" \
+				--providers.kubernetesingressnginx.ingressClass="$class" \
+				--providers.kubernetescrd=true
+			env_set "TRAEFIK_${tier^^}_PING_PORT" "$ping"
+			env_set "TRAEFIK_${tier^^}_SIGNATURE" "$sig"
+		fi
+		env_set "TRAEFIK_${tier^^}_ADDR" "$addr"
+		env_set "TRAEFIK_${tier^^}_CLASS" "$class"
+		wait_for "traefik-$tier" "$(pid_of "traefik-$tier")" \
+			curl -fsS --max-time 2 "http://127.0.0.1:$(env_get "TRAEFIK_${tier^^}_PING_PORT")/ping"
+		log "traefik $tier: IngressClass $class (Traefik, or NGINX annotations with controller k8s.io/ingress-nginx-$tier) on http://$addr:80 and https://$addr:443"
+	done
+}
+
 components=("$@")
-((${#components[@]})) || components=(cert-manager metallb dns)
+((${#components[@]})) || components=(cert-manager metallb dns oidc traefik)
 started=$SECONDS
 for c in "${components[@]}"; do
 	case $c in
 	cert-manager) start_cert_manager ;;
 	metallb) start_metallb ;;
 	dns) start_dns ;;
-	*) die "unknown component $c (cert-manager, metallb, dns)" ;;
+	oidc) start_oidc ;;
+	traefik) start_traefik ;;
+	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik)" ;;
 	esac
 done
 log "up in $((SECONDS - started))s; state in $CLUSTER_DIR/stack.env"

@@ -13,8 +13,8 @@
 #   external-dns-bin      $(EXTERNAL_DNS_BIN)  external-dns (upstream main, every provider)
 #   kstatus-bin           $(KSTATUS_BIN)       kstatus of JSON objects on stdin
 #   stack-paths           print the four binary paths (make -s stack-paths)
-#   datapath-bins         the data path's four binaries below (not in stack-bins, not yet
-#                         a prerequisite of make test)
+#   datapath-bins         the data path's four binaries below (a prerequisite of make test
+#                         and make demo beside stack-bins)
 #   traefik-bin           $(TRAEFIK_BIN)       Traefik (upstream cmd/traefik)
 #   oauth2-proxy-bin      $(OAUTH2_PROXY_BIN)  oauth2-proxy (upstream main)
 #   mockoidc-bin          $(MOCKOIDC_BIN)      a mock OIDC issuer on loopback (our main over
@@ -85,8 +85,11 @@ TRAEFIK_SRC := $(STACK_SRC)/traefik
 TRAEFIK_KEY := $(call stack_key,$(TRAEFIK_SRC),$(call stack_goversion,$(TRAEFIK_SRC)))
 TRAEFIK_BIN := $(STACK_CACHE)/traefik/$(TRAEFIK_KEY)/traefik
 
+# Static (no cgo): it runs as a pod from an image FROM scratch (hack/images.sh oauth2-proxy),
+# as the sample's own OAuth2 Proxy workload. The key says so, so an older dynamic build in
+# the cache is not taken for it.
 OAUTH2_PROXY_SRC := $(STACK_SRC)/oauth2-proxy
-OAUTH2_PROXY_KEY := $(call stack_key,$(OAUTH2_PROXY_SRC),$(call stack_goversion,$(OAUTH2_PROXY_SRC)))
+OAUTH2_PROXY_KEY := $(call stack_key,$(OAUTH2_PROXY_SRC),$(call stack_goversion,$(OAUTH2_PROXY_SRC)) CGO_ENABLED=0)
 OAUTH2_PROXY_BIN := $(STACK_CACHE)/oauth2-proxy/$(OAUTH2_PROXY_KEY)/oauth2-proxy
 
 MOCKOIDC_SRC := $(STACK_SRC)/mockoidc
@@ -135,7 +138,7 @@ $(TRAEFIK_BIN): STACK_PKG := github.com/traefik/traefik/v3/cmd/traefik
 $(TRAEFIK_BIN): STACK_ENV :=
 $(OAUTH2_PROXY_BIN): STACK_DIR := $(OAUTH2_PROXY_SRC)
 $(OAUTH2_PROXY_BIN): STACK_PKG := github.com/oauth2-proxy/oauth2-proxy/v7
-$(OAUTH2_PROXY_BIN): STACK_ENV :=
+$(OAUTH2_PROXY_BIN): STACK_ENV := CGO_ENABLED=0
 $(MOCKOIDC_BIN): STACK_DIR := $(MOCKOIDC_SRC)
 $(MOCKOIDC_BIN): STACK_PKG := .
 $(MOCKOIDC_BIN): STACK_ENV :=

@@ -26,6 +26,6 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 	mapfile -t archives < <("$ROOT/hack/images.sh" paths)
 	"$ROOT/hack/node-import.sh" "${archives[@]}"
 	mapfile -t refs < <("$ROOT/hack/images.sh" refs)
-	export GATEHOUSE_IMAGE=${refs[0]} BACKEND_IMAGE=${refs[1]}
+	export GATEHOUSE_IMAGE=${refs[0]} BACKEND_IMAGE=${refs[1]} OAUTH2_PROXY_IMAGE=${refs[2]}
 fi
 "$@"

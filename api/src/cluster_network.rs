@@ -166,7 +166,8 @@ impl IngressTiers {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"}
+    {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"},
+    {"rule": "!has(self.implementation) || self.controller == 'Nginx' || self.implementation == 'Traefik'", "message": "implementation IngressNginx needs controller Nginx (a Traefik tier is served by Traefik)"}
 ]))]
 pub struct IngressTier {
     /// IngressClass name of the tier's controller, e.g. `nginx-external`.
@@ -176,6 +177,13 @@ pub struct IngressTier {
     /// (annotations or Traefik Middlewares).
     #[serde(default)]
     pub controller: IngressController,
+    /// The program that reads this tier's Ingresses, where `controller: Nginx` leaves a
+    /// choice: `IngressNginx` (default: the ingress-nginx controller) or `Traefik`
+    /// (Traefik's kubernetesIngressNGINX provider, which reads the same annotations but not
+    /// `auth-signin`, so sign-in goes through a forward-auth answer instead). Decides only
+    /// how `auth: OAuth2` is rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<IngressImplementation>,
     /// Namespace of the controller pods (NetworkPolicies open app ports to them). Without
     /// `namespace` and `podSelector`, route ports are open to every source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +209,26 @@ pub enum IngressController {
     Traefik,
 }
 
+/// Which program consumes a tier's Ingresses (see `IngressTier::implementation`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IngressImplementation {
+    /// The ingress-nginx controller: `auth-url` answers 2xx/401, `auth-signin` redirects.
+    IngressNginx,
+    /// Traefik (its kubernetesIngressNGINX provider for `controller: Nginx` tiers).
+    Traefik,
+}
+
+impl IngressTier {
+    /// The consumer of this tier's Ingresses, with the default filled in.
+    pub fn implementation(&self) -> IngressImplementation {
+        match (self.controller, self.implementation) {
+            (IngressController::Traefik, _) => IngressImplementation::Traefik,
+            (IngressController::Nginx, Some(i)) => i,
+            (IngressController::Nginx, None) => IngressImplementation::IngressNginx,
+        }
+    }
+}
+
 /// Network-wide TLS defaults.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -222,7 +250,10 @@ pub struct Auth {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuth2Proxy {
-    /// Base URL, e.g. `https://auth.example.com`; `/oauth2/auth` and `/oauth2/start` are appended.
+    /// Base URL, e.g. `https://auth.example.com`. ingress-nginx tiers check sessions at
+    /// `<url>/oauth2/auth` and sign users in at `<url>/oauth2/start`; Traefik-served tiers
+    /// forward-auth to `<url>/`, which the proxy must answer with 202 for a session and a
+    /// sign-in redirect otherwise (`--upstream=static://202 --reverse-proxy`).
     #[schemars(
         length(min = 1, max = 2048),
         regex(pattern = r"^https?://[^\s/]+(/[^\s]*)?$")

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -221,6 +222,11 @@ fn add(
         }
         "EgressPolicy" => {
             let p: EgressPolicy = parse(value, &what)?;
+            // Its namespace exists even without a Namespace document, and default deny
+            // reaches it as it would in a cluster.
+            inputs
+                .ctx
+                .add_object_namespace(&p.namespace().unwrap_or_else(|| "default".into()));
             inputs.policies.push((origin, p));
         }
         "Namespace" => inputs.ctx.add_namespace(parse::<Namespace>(value, &what)?),

@@ -12,6 +12,10 @@ use kube::discovery::ApiResource;
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
+pub mod datapath;
+pub mod policy;
+pub mod sets;
+
 /// Repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -709,6 +713,14 @@ pub fn backend_image() -> String {
 /// (numbered target ports as they are, named ones on the Service port under that name) and
 /// answering with its pod name. Probed on its first port, so Ready means really serving.
 pub fn workloads(objects: &[Value]) -> Vec<Value> {
+    workloads_with(objects, None)
+}
+
+/// As [`workloads`], and with `sign_in` the set's OAuth2 Proxy app (the one serving the
+/// network's `auth.oauth2Proxy.url`) runs a real OAuth2 Proxy against that issuer instead of
+/// the backend (datapath::oauth2_proxy_container).
+pub fn workloads_with(objects: &[Value], sign_in: Option<&datapath::SignIn>) -> Vec<Value> {
+    let oauth2_app = datapath::oauth2_app(objects);
     let mut out = Vec::new();
     for app in objects.iter().filter(|o| o["kind"] == "ExposedApp") {
         let name = app["metadata"]["name"].as_str().unwrap();
@@ -739,6 +751,28 @@ pub fn workloads(objects: &[Value]) -> Vec<Value> {
             .iter()
             .map(|p| p["containerPort"].to_string())
             .collect();
+        let container = match sign_in {
+            Some(s) if oauth2_app == Some(app) => {
+                let port = ports[0]["containerPort"].as_i64().unwrap();
+                datapath::oauth2_proxy_container(objects, port, s)
+                    .expect("an OAuth2 Proxy app implies a URL")
+            }
+            _ => json!({
+                "name": "backend",
+                "image": backend_image(),
+                "imagePullPolicy": "Never",
+                "env": [
+                    {"name": "PORTS", "value": list.join(",")},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "ports": ports,
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": ports[0]["containerPort"]}, "periodSeconds": 1},
+                "securityContext": {
+                    "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }),
+        };
         out.push(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": format!("{name}-backend"), "namespace": ns},
@@ -757,21 +791,7 @@ pub fn workloads(objects: &[Value]) -> Vec<Value> {
                             "seccompProfile": {"type": "RuntimeDefault"},
                             "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
                         },
-                        "containers": [{
-                            "name": "backend",
-                            "image": backend_image(),
-                            "imagePullPolicy": "Never",
-                            "env": [
-                                {"name": "PORTS", "value": list.join(",")},
-                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            ],
-                            "ports": ports,
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": ports[0]["containerPort"]}, "periodSeconds": 1},
-                            "securityContext": {
-                                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }],
+                        "containers": [container],
                     },
                 },
             },

@@ -77,4 +77,35 @@ fn the_demo_ends_with_everything_ready() {
                 .any(|l| l.contains("internal") && l.contains("192.168.0.5")),
         "BIND answers per tier (split horizon): {dig_lines:?}\n{stdout}"
     );
+    // Real requests through BIND-resolved names and each tier's Traefik: an https answer
+    // from a pod, the http redirect, and the sign-in redirect to the issuer.
+    let requests = stdout
+        .split("Real requests:")
+        .nth(1)
+        .and_then(|r| r.split("Status of one ExposedApp").next())
+        .unwrap_or_default();
+    let blocks: Vec<&str> = requests.split("\n-- ").skip(1).collect();
+    let block = |what: &str| {
+        blocks
+            .iter()
+            .find(|b| b.starts_with(what))
+            .copied()
+            .unwrap_or_default()
+    };
+    let answer = block("the answer of a pod");
+    assert!(
+        answer.contains(" 200") && answer.contains("grafana-backend-"),
+        "an https answer from the grafana pod:\n{requests}"
+    );
+    let redirect = block("redirect to https");
+    assert!(
+        (redirect.contains(" 301") || redirect.contains(" 308"))
+            && redirect.contains("https://grafana.k8s.example.com/"),
+        "a permanent redirect to https:\n{requests}"
+    );
+    let sign_in = block("sign-in redirect");
+    assert!(
+        sign_in.contains(" 302") && sign_in.contains("/oidc/authorize?"),
+        "a redirect into the OIDC sign-in:\n{requests}"
+    );
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use gatehouse_operator::input;
 use gatehouse_operator::reconcile::apply::{contains, first_difference};
 use gatehouse_operator::render::{self, ChildKind};
+use gatehouse_tests::sets::{all_ready, delete_set, owners, played_load_balancer};
 use gatehouse_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
@@ -20,25 +21,6 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 type Key = (ChildKind, Option<String>, String);
-
-/// Gatehouse objects of a set: (kind, namespace, name).
-fn owners(objects: &[Value]) -> Vec<(String, Option<String>, String)> {
-    objects
-        .iter()
-        .filter(|o| o["apiVersion"] == gatehouse_api::API_VERSION)
-        .map(|o| {
-            let ns = o["metadata"]["namespace"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| (o["kind"] != "ClusterNetwork").then(|| "default".to_string()));
-            (
-                o["kind"].as_str().unwrap().to_string(),
-                ns,
-                o["metadata"]["name"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 /// What the renderer says the cluster should hold for the set, given the cluster's live
 /// Services (with the addresses we assigned) and Namespaces.
@@ -118,71 +100,6 @@ async fn live_children(
         }
     }
     out
-}
-
-async fn all_ready(
-    client: &Client,
-    owners: &[(String, Option<String>, String)],
-) -> Result<(), String> {
-    for (kind, ns, name) in owners {
-        let api = gatehouse_api(client, kind, ns.as_deref());
-        let obj = api.get(name).await.map_err(|e| e.to_string())?;
-        let ready = condition(&obj, "Ready");
-        let observed = obj.data["status"]["observedGeneration"].as_i64();
-        if ready.as_ref().map(|r| r.0.as_str()) != Some("True")
-            || observed != obj.metadata.generation
-        {
-            return Err(format!(
-                "{kind} {}/{name}: Ready={ready:?}",
-                ns.clone().unwrap_or_default()
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn delete_set(client: &Client, objects: &[Value]) {
-    let _ = gatehouse_api(client, "ClusterNetwork", None)
-        .delete("default", &DeleteParams::default())
-        .await;
-    let namespaces = deletable_namespaces(objects);
-    let api = Api::<Namespace>::all(client.clone());
-    for n in &namespaces {
-        let _ = api.delete(n, &DeleteParams::default()).await;
-    }
-    eventually(
-        Duration::from_secs(120),
-        "the sample set's namespaces to be deleted",
-        || {
-            let api = api.clone();
-            let namespaces = namespaces.clone();
-            async move {
-                for n in namespaces.iter().map(String::as_str) {
-                    if api.get_opt(n).await.ok().flatten().is_some() {
-                        return None;
-                    }
-                }
-                gatehouse_api(&client_for_check().await, "ClusterNetwork", None)
-                    .get_opt("default")
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_none()
-                    .then_some(())
-            }
-        },
-    )
-    .await;
-}
-
-/// The load balancer of a set's ClusterNetwork when it is one that cannot run here.
-fn played_load_balancer(objects: &[Value]) -> Option<String> {
-    objects
-        .iter()
-        .filter(|o| o["kind"] == "ClusterNetwork")
-        .filter_map(|o| o["spec"]["loadBalancer"]["provider"].as_str())
-        .find(|p| matches!(*p, "Hetzner" | "Cilium"))
-        .map(str::to_string)
 }
 
 struct RealCheck {
@@ -295,10 +212,6 @@ async fn load_balancer_addresses(client: &Client, namespaces: &[String], played:
         if played { "PLAYED" } else { "real MetalLB" },
         out.join(" ")
     )
-}
-
-async fn client_for_check() -> Client {
-    client().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -366,6 +366,17 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     rejected(
+        network(json!({"ingress": {"external": {"className": "t", "controller": "Traefik", "implementation": "IngressNginx"}}})),
+        &["spec.ingress.external", "implementation IngressNginx needs controller Nginx"],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"internal": {"className": "n", "implementation": "Haproxy"}}})),
+        &["spec.ingress.internal.implementation", "Unsupported value"],
+    )
+    .await;
+    accepted(network(json!({"ingress": {"external": {"className": "n", "implementation": "Traefik"}, "internal": {"className": "t", "controller": "Traefik", "implementation": "Traefik"}}}))).await;
+    rejected(
         network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.0/24"]}, {"name": "p", "addresses": ["10.0.1.0/24"]}]}})),
         &["spec.loadBalancer.pools", "pool names must be unique"],
     )

@@ -38,6 +38,9 @@ pub struct Context {
     pub apps: BTreeMap<Key, Arc<ExposedApp>>,
     pub services: BTreeMap<Key, Arc<Service>>,
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// Namespaces known only because an object lives there (offline input without their
+    /// Namespace document); a live cluster has every namespace in `namespaces`.
+    pub object_namespaces: std::collections::BTreeSet<String>,
     /// host -> apps naming it, earliest claim first; kept in step with `apps` so a host
     /// check is a lookup, not a scan of every app.
     host_claims: std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
@@ -120,10 +123,17 @@ impl Context {
         labels
     }
 
-    /// Every namespace the context knows of: declared Namespaces plus those holding apps.
+    /// Notes that a namespace exists because an object (an EgressPolicy) lives there.
+    pub fn add_object_namespace(&mut self, namespace: &str) {
+        self.object_namespaces.insert(namespace.to_string());
+    }
+
+    /// Every namespace the context knows of: declared Namespaces plus those holding apps
+    /// or other objects.
     pub fn namespace_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.namespaces.keys().cloned().collect();
         names.extend(self.apps.keys().map(|(ns, _)| ns.clone()));
+        names.extend(self.object_namespaces.iter().cloned());
         names.sort();
         names.dedup();
         names

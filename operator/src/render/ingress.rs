@@ -1,9 +1,13 @@
-//! Ingress `A-external` / `A-internal`: the routes of that tier, with redirect and auth
-//! expressed the way the tier's controller understands them.
+//! Ingress `A-external` / `A-internal` (and `A-<tier>-http` on Traefik tiers): the routes of
+//! that tier, with TLS, redirect and auth expressed the way the program that reads them
+//! (ingress-nginx, Traefik's NGINX provider, Traefik's own Ingress provider) understands them.
 
 use std::collections::BTreeMap;
 
-use gatehouse_api::{ClusterNetwork, ExposedApp, IngressController, Route, RouteAuth, Tier};
+use gatehouse_api::{
+    ClusterNetwork, ExposedApp, IngressController, IngressImplementation, IngressTier, Route,
+    RouteAuth, Tier,
+};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -15,7 +19,12 @@ pub const NGINX_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
 pub const NGINX_FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 pub const NGINX_AUTH_URL: &str = "nginx.ingress.kubernetes.io/auth-url";
 pub const NGINX_AUTH_SIGNIN: &str = "nginx.ingress.kubernetes.io/auth-signin";
+pub const NGINX_AUTH_RESPONSE_HEADERS: &str = "nginx.ingress.kubernetes.io/auth-response-headers";
 pub const TRAEFIK_MIDDLEWARES: &str = "traefik.ingress.kubernetes.io/router.middlewares";
+pub const TRAEFIK_ROUTER_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
+/// The identity headers the OAuth2 Proxy answers with (`--set-xauthrequest`), passed on to
+/// the app.
+pub const AUTH_RESPONSE_HEADERS: [&str; 2] = ["X-Auth-Request-User", "X-Auth-Request-Email"];
 
 /// Routes served on a tier that the network defines.
 pub fn routes_on<'a>(app: &'a ExposedApp, network: &ClusterNetwork, tier: Tier) -> Vec<&'a Route> {
@@ -49,28 +58,144 @@ pub fn oauth2_url(network: &ClusterNetwork) -> Option<String> {
     Some(url.trim_end_matches('/').to_string())
 }
 
-pub fn ingress(
+/// The Ingresses of one tier. One Ingress `A-<tier>` for ingress-nginx and for Traefik's
+/// NGINX provider, which make the http side (redirect or plain) themselves. Traefik's own
+/// Ingress provider makes one router per Ingress, TLS or not: a TLS router
+/// (`router.tls`) answers only https, so a tier with TLS routes gets `A-<tier>` for https
+/// and `A-<tier>-http` for plain http (the redirect, or the plain answer where
+/// `redirectToHttps` is false). The http side carries the auth middleware too, so an
+/// entry point that terminates TLS by itself never serves a route without its auth.
+pub fn ingresses(
     app: &ExposedApp,
     network: &ClusterNetwork,
     tier: Tier,
     owner: &Owner,
-) -> Option<Child> {
-    let tier_def = network.spec.ingress.get(tier)?;
+) -> Vec<Child> {
+    let Some(tier_def) = network.spec.ingress.get(tier) else {
+        return vec![];
+    };
     let routes = routes_on(app, network, tier);
     if routes.is_empty() {
-        return None;
+        return vec![];
     }
     let style = tier_style(&routes);
+    let name = format!("{}-{}", app.name_any(), tier);
+    let rules = rules(app, &routes, |_| true);
+    let tls_hosts: Vec<String> = routes
+        .iter()
+        .filter(|r| r.tls)
+        .flat_map(|r| r.hosts.iter().cloned())
+        .collect();
+    let auth_url = if style.auth {
+        oauth2_url(network)
+    } else {
+        None
+    };
+
+    if tier_def.controller == IngressController::Nginx {
+        let mut annotations = BTreeMap::new();
+        let redirect = style.redirect.to_string();
+        annotations.insert(NGINX_SSL_REDIRECT.to_string(), redirect.clone());
+        annotations.insert(NGINX_FORCE_SSL_REDIRECT.to_string(), redirect);
+        if let Some(url) = auth_url {
+            match tier_def.implementation() {
+                // ingress-nginx's auth_request takes 2xx as allowed, 401/403 as denied (then
+                // auth-signin redirects) and any other answer as an error.
+                IngressImplementation::IngressNginx => {
+                    annotations.insert(NGINX_AUTH_URL.to_string(), format!("{url}/oauth2/auth"));
+                    annotations.insert(
+                        NGINX_AUTH_SIGNIN.to_string(),
+                        format!("{url}/oauth2/start?rd=$scheme://$host$escaped_request_uri"),
+                    );
+                }
+                // Traefik turns auth-url into a forwardAuth that passes any non-2xx answer
+                // to the client and ignores auth-signin: the proxy's root answers 202 for a
+                // session and redirects to sign-in without one.
+                IngressImplementation::Traefik => {
+                    annotations.insert(NGINX_AUTH_URL.to_string(), format!("{url}/"));
+                }
+            }
+            annotations.insert(
+                NGINX_AUTH_RESPONSE_HEADERS.to_string(),
+                AUTH_RESPONSE_HEADERS.join(","),
+            );
+        }
+        return vec![ingress(
+            app,
+            owner,
+            tier_def,
+            name,
+            annotations,
+            rules,
+            &tls_hosts,
+        )];
+    }
+
+    let namespace = app.namespace().unwrap_or_default();
+    let middleware = |n: String| format!("{namespace}-{n}@kubernetescrd");
+    let mut http_middlewares = Vec::new();
+    let mut https_middlewares = Vec::new();
+    if style.redirect {
+        http_middlewares.push(middleware(middleware::redirect_name(app)));
+    }
+    if auth_url.is_some() {
+        http_middlewares.push(middleware(middleware::auth_name(app)));
+        https_middlewares.push(middleware(middleware::auth_name(app)));
+    }
+    let annotations = |tls: bool, refs: &[String]| {
+        let mut a = BTreeMap::new();
+        if tls {
+            a.insert(TRAEFIK_ROUTER_TLS.to_string(), "true".to_string());
+        }
+        if !refs.is_empty() {
+            a.insert(TRAEFIK_MIDDLEWARES.to_string(), refs.join(","));
+        }
+        a
+    };
+    if tls_hosts.is_empty() {
+        return vec![ingress(
+            app,
+            owner,
+            tier_def,
+            name,
+            annotations(false, &http_middlewares),
+            rules,
+            &[],
+        )];
+    }
+    let https_rules = self::rules(app, &routes, |r| r.tls);
+    vec![
+        ingress(
+            app,
+            owner,
+            tier_def,
+            name.clone(),
+            annotations(true, &https_middlewares),
+            https_rules,
+            &tls_hosts,
+        ),
+        ingress(
+            app,
+            owner,
+            tier_def,
+            format!("{name}-http"),
+            annotations(false, &http_middlewares),
+            rules,
+            &[],
+        ),
+    ]
+}
+
+/// The Ingress rules of the routes `keep` selects: one rule per host.
+fn rules(app: &ExposedApp, routes: &[&Route], keep: impl Fn(&Route) -> bool) -> Vec<Value> {
     let default_port = app
         .spec
         .ports
         .first()
         .map(|p| p.name.clone())
         .unwrap_or_default();
-
     let mut rules = Vec::new();
-    let mut tls_hosts = Vec::new();
-    for route in &routes {
+    for route in routes.iter().filter(|r| keep(r)) {
         let paths: Vec<Value> = if route.paths.is_empty() {
             vec![path("/", "Prefix", &app.name_any(), &default_port)]
         } else {
@@ -91,62 +216,30 @@ pub fn ingress(
             let mut rule = json!({"host": host, "http": {}});
             rule["http"]["paths"] = Value::Array(paths.clone());
             rules.push(rule);
-            if route.tls {
-                tls_hosts.push(host.clone());
-            }
         }
     }
+    rules
+}
 
-    let mut annotations = BTreeMap::new();
-    match tier_def.controller {
-        IngressController::Nginx => {
-            let redirect = style.redirect.to_string();
-            annotations.insert(NGINX_SSL_REDIRECT.to_string(), redirect.clone());
-            annotations.insert(NGINX_FORCE_SSL_REDIRECT.to_string(), redirect);
-            if style.auth
-                && let Some(url) = oauth2_url(network)
-            {
-                annotations.insert(NGINX_AUTH_URL.to_string(), format!("{url}/oauth2/auth"));
-                annotations.insert(
-                    NGINX_AUTH_SIGNIN.to_string(),
-                    format!("{url}/oauth2/start?rd=$scheme://$host$escaped_request_uri"),
-                );
-            }
-        }
-        IngressController::Traefik => {
-            let namespace = app.namespace().unwrap_or_default();
-            let mut refs = Vec::new();
-            if style.redirect {
-                refs.push(format!(
-                    "{namespace}-{}@kubernetescrd",
-                    middleware::redirect_name(app)
-                ));
-            }
-            if style.auth {
-                refs.push(format!(
-                    "{namespace}-{}@kubernetescrd",
-                    middleware::auth_name(app)
-                ));
-            }
-            if !refs.is_empty() {
-                annotations.insert(TRAEFIK_MIDDLEWARES.to_string(), refs.join(","));
-            }
-        }
-    }
-
+fn ingress(
+    app: &ExposedApp,
+    owner: &Owner,
+    tier_def: &IngressTier,
+    name: String,
+    annotations: BTreeMap<String, String>,
+    rules: Vec<Value>,
+    tls_hosts: &[String],
+) -> Child {
     let mut spec = json!({"ingressClassName": tier_def.class_name});
     spec["rules"] = Value::Array(rules);
     if !tls_hosts.is_empty() {
         spec["tls"] = json!([{"hosts": tls_hosts, "secretName": secret_name(app)}]);
     }
-    let mut meta = owner.meta(
-        format!("{}-{}", app.name_any(), tier),
-        app.namespace().as_deref(),
-    );
+    let mut meta = owner.meta(name, app.namespace().as_deref());
     if !annotations.is_empty() {
         meta.annotations = Some(annotations);
     }
-    Some(Child::with_spec(ChildKind::Ingress, meta, spec))
+    Child::with_spec(ChildKind::Ingress, meta, spec)
 }
 
 fn path(path: &str, path_type: &str, service: &str, port: &str) -> Value {

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::child::{Child, ChildKind, Owner};
-use super::ingress::{oauth2_url, routes_on, tier_style};
+use super::ingress::{AUTH_RESPONSE_HEADERS, oauth2_url, routes_on, tier_style};
 
 pub fn redirect_name(app: &ExposedApp) -> String {
     format!("{}-redirect", app.name_any())
@@ -48,9 +48,14 @@ pub fn middlewares(app: &ExposedApp, network: &ClusterNetwork, owner: &Owner) ->
             ChildKind::Middleware,
             owner.meta(auth_name(app), namespace.as_deref()),
             json!({"spec": {"forwardAuth": {
-                "address": format!("{url}/oauth2/auth"),
-                "trustForwardHeader": true,
-                "authResponseHeaders": ["X-Auth-Request-User", "X-Auth-Request-Email", "Authorization"],
+                // The proxy's root, not /oauth2/auth: forwardAuth hands any non-2xx answer
+                // to the client, and only the root answers a missing session with the
+                // sign-in redirect (/oauth2/auth gives a bare 401).
+                "address": format!("{url}/"),
+                // Traefik sets X-Forwarded-* from the request itself; trusting a client's
+                // own headers would let it choose where the proxy sends it after sign-in.
+                "trustForwardHeader": false,
+                "authResponseHeaders": AUTH_RESPONSE_HEADERS,
             }}}),
         ));
     }

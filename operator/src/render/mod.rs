@@ -70,7 +70,8 @@ pub fn render_exposed_app(app: &ExposedApp, ctx: &Context) -> Result<Rendered, F
         out.push(service::load_balancer(app, network, tier, &owner));
     }
     for tier in Tier::ALL {
-        out.push(ingress::ingress(app, network, tier, &owner));
+        out.children
+            .extend(ingress::ingresses(app, network, tier, &owner));
     }
     out.children
         .extend(middleware::middlewares(app, network, &owner));

@@ -1,4 +1,5 @@
-// Command gatehouse-mockoidc is a mock OpenID Connect issuer on loopback for Gatehouse's
+// Command gatehouse-mockoidc is a mock OpenID Connect issuer on loopback (or the test
+// node's pod bridge) for Gatehouse's
 // sign-in tests: github.com/oauth2-proxy/mockoidc (a real OIDC server as a Go library:
 // discovery, authorize, token, userinfo, JWKS; RS256 ID tokens) behind a few flags, so
 // that oauth2-proxy can be pointed at a real issuer without any outside identity provider.
@@ -40,7 +41,7 @@ type ready struct {
 
 func main() {
 	fs := flag.NewFlagSet("gatehouse-mockoidc", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only; port 0 picks a free port, printed in the ready line)")
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback, or a private address of this machine such as the test node's pod bridge; port 0 picks a free port, printed in the ready line)")
 	clientID := fs.String("client-id", "", "the OAuth2 client id the issuer accepts (default: random)")
 	clientSecret := fs.String("client-secret", "", "the OAuth2 client secret the issuer accepts (default: random)")
 	email := fs.String("email", "", "the signed-in user's email (default: mockoidc's default user, jane.doe@example.com)")
@@ -124,7 +125,9 @@ func main() {
 	_ = m.Server.Shutdown(shutdownCtx)
 }
 
-// checkLoopback accepts host:port where host is a loopback IP address (or "localhost").
+// checkLoopback accepts host:port where host is a loopback IP address (or "localhost"), or
+// a private address of this machine's own interfaces (the test node's pod bridge, which
+// pods and local clients both reach): tests never serve on other networks.
 func checkLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -134,10 +137,26 @@ func checkLoopback(addr string) error {
 		return nil
 	}
 	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address (tests serve on loopback only)", host)
+	if ip != nil && ip.IsLoopback() {
+		return nil
 	}
-	return nil
+	if ip != nil && ip.IsPrivate() && isLocal(ip) {
+		return nil
+	}
+	return fmt.Errorf("%q is neither a loopback address nor a private address of this machine (tests serve on loopback and the node's pod bridge only)", host)
+}
+
+func isLocal(ip net.IP) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func userFor(email, groups string) *mockoidc.MockUser {

@@ -1,0 +1,99 @@
+//! What the tests that run whole sample sets share: the set's Gatehouse objects, waiting for
+//! them to be Ready, and deleting the set again.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use serde_json::Value;
+
+use crate::{condition, deletable_namespaces, eventually, gatehouse_api};
+
+/// Gatehouse objects of a set: (kind, namespace, name).
+pub fn owners(objects: &[Value]) -> Vec<(String, Option<String>, String)> {
+    objects
+        .iter()
+        .filter(|o| o["apiVersion"] == gatehouse_api::API_VERSION)
+        .map(|o| {
+            let ns = o["metadata"]["namespace"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| (o["kind"] != "ClusterNetwork").then(|| "default".to_string()));
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                ns,
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Ok when every one of `owners` is Ready for its current generation, else the first that
+/// is not.
+pub async fn all_ready(
+    client: &Client,
+    owners: &[(String, Option<String>, String)],
+) -> Result<(), String> {
+    for (kind, ns, name) in owners {
+        let api = gatehouse_api(client, kind, ns.as_deref());
+        let obj = api.get(name).await.map_err(|e| e.to_string())?;
+        let ready = condition(&obj, "Ready");
+        let observed = obj.data["status"]["observedGeneration"].as_i64();
+        if ready.as_ref().map(|r| r.0.as_str()) != Some("True")
+            || observed != obj.metadata.generation
+        {
+            return Err(format!(
+                "{kind} {}/{name}: Ready={ready:?}",
+                ns.clone().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a set: its ClusterNetwork and its deletable namespaces, and waits until they are
+/// gone.
+pub async fn delete_set(client: &Client, objects: &[Value]) {
+    let _ = gatehouse_api(client, "ClusterNetwork", None)
+        .delete("default", &DeleteParams::default())
+        .await;
+    let namespaces = deletable_namespaces(objects);
+    let api = Api::<Namespace>::all(client.clone());
+    for n in &namespaces {
+        let _ = api.delete(n, &DeleteParams::default()).await;
+    }
+    eventually(
+        Duration::from_secs(120),
+        "the sample set's namespaces to be deleted",
+        || {
+            let api = api.clone();
+            let namespaces = namespaces.clone();
+            async move {
+                for n in namespaces.iter().map(String::as_str) {
+                    if api.get_opt(n).await.ok().flatten().is_some() {
+                        return None;
+                    }
+                }
+                gatehouse_api(&crate::client().await, "ClusterNetwork", None)
+                    .get_opt("default")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// The load balancer of a set's ClusterNetwork when it is one that cannot run here.
+pub fn played_load_balancer(objects: &[Value]) -> Option<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterNetwork")
+        .filter_map(|o| o["spec"]["loadBalancer"]["provider"].as_str())
+        .find(|p| matches!(*p, "Hetzner" | "Cilium"))
+        .map(str::to_string)
+}
