@@ -17,6 +17,8 @@ SET=$ROOT/config/samples/$SAMPLE
 GATEHOUSE=$ROOT/target/debug/gatehouse
 export CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.cluster}
 KUBECONFIG_FILE=$CLUSTER_DIR/kubeconfig
+# The test support crate (sample-workloads) finds the cluster, and its stack.env, by this.
+export CLUSTER_KUBECONFIG=$KUBECONFIG_FILE
 k() { kubectl --kubeconfig "$KUBECONFIG_FILE" --cache-dir "$CLUSTER_DIR/kubectl-cache" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # ready_count: how many of the set's own Gatehouse objects are not Ready yet.
@@ -33,8 +35,8 @@ print(sum(1 for o in items if not ready(o)))'
 provider=$(sed -n 's/^[[:space:]]*provider:[[:space:]]*\([A-Za-z]*\).*/\1/p' "$SET"/*clusternetwork*.yaml | head -n1)
 provider=${provider:-None}
 case $provider in
-Hetzner | Cilium) components=(cert-manager dns oidc) played=true ;;
-*) components=(cert-manager metallb dns oidc) played=false ;;
+Hetzner | Cilium) components=(cert-manager dns oidc traefik) played=true ;;
+*) components=(cert-manager metallb dns oidc traefik) played=false ;;
 esac
 
 # With a node (the default), the operator runs from its own image under its own chart and
@@ -184,7 +186,8 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 			[[ $code =~ ^(200|301|302|308)$ ]] && break
 			sleep 1
 		done
-		{ head -n1 <<<"$answer"; grep -i '^location:' <<<"$answer"; sed -n '/^$/,$p' <<<"$answer" | sed '1d' | head -n 2; } | sed 's/^/   /'
+		# The status line, the Location header if any, and the first two lines of the body.
+		awk 'NR == 1 || tolower($0) ~ /^location:/ { print "   " $0 } body && n < 2 { print "   " $0; n++ } /^$/ { body = 1 }' <<<"$answer"
 	done < <(cargo run -q -p gatehouse-tests --bin sample-workloads -- --requests "$SET")
 fi
 

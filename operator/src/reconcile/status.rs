@@ -225,6 +225,17 @@ pub fn child_ready(
             // left over from before a spec change (new dnsNames) is not ready for the new
             // spec until the certificate is reissued.
             let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
+            // While cert-manager reissues (Issuing=True) the Secret still holds the old
+            // certificate, even where its readiness check already stamped the new generation
+            // (it passes when the current CertificateRequest is not in its cache yet).
+            let issuing = live["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Issuing"))
+                .filter(|c| c["status"] == "True");
+            if let Some(c) = issuing {
+                let message = c["message"].as_str().unwrap_or("issuing");
+                return (false, Some(format!("Issuing: {message}")));
+            }
             match ready {
                 Some(c)
                     if c["status"] == "True"
@@ -414,6 +425,21 @@ mod tests {
             (
                 false,
                 Some("DoesNotExist: Issuing certificate as Secret does not exist".into())
+            )
+        );
+        // Ready already stamped with the new generation, but still reissuing.
+        let reissuing = serde_json::json!({"metadata": {"generation": 4}, "status": {"conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": 4},
+            {"type": "Issuing", "status": "True", "reason": "DoesNotMatch", "message": "Issuing certificate as Secret does not match the certificate spec", "observedGeneration": 4},
+        ]}});
+        assert_eq!(
+            child_ready(kind, Some(&reissuing)),
+            (
+                false,
+                Some(
+                    "Issuing: Issuing certificate as Secret does not match the certificate spec"
+                        .into()
+                )
             )
         );
     }
