@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
 use super::Shared;
-use super::stores::{LiveChild, owner_matches};
+use super::stores::owner_matches;
 use crate::error::{Error, Result};
 use crate::render::{Child, ChildKind, Owner};
 
@@ -26,6 +26,10 @@ pub enum Applied {
 }
 
 pub type ChildKey = (ChildKind, Option<String>, String);
+
+/// child -> (resourceVersion, desired hash) at which it was last written or seen to hold
+/// what we desire.
+pub type Verified = std::collections::HashMap<ChildKey, (String, String)>;
 
 pub fn key_of(child: &Child) -> ChildKey {
     (
@@ -96,9 +100,25 @@ fn describe(kind: ChildKind, namespace: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Makes one child true. Reads come from the caches; a GET happens only for a child the
-/// caches do not show as ours (to tell "absent" from "someone else's") or whose metadata
-/// changed since we last checked it.
+/// Whether only Gatehouse (and controllers writing status) ever wrote this object, by its
+/// managedFields: then its content is what we applied, and no GET is needed to know it.
+pub fn written_only_by_us(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.managed_fields.as_ref().is_some_and(|fields| {
+        !fields.is_empty()
+            && fields.iter().all(|f| {
+                f.manager.as_deref() == Some(gatehouse_api::labels::FIELD_MANAGER)
+                    || f.subresource.as_deref() == Some("status")
+            })
+    })
+}
+
+/// Makes one child true. Reads come from the caches, which hold every object of the child
+/// kinds (ours or not) once synced: a child they do not hold is absent, one of someone else
+/// is a conflict, and one of ours carrying the desired hash is unchanged if only we wrote
+/// it or its content (where cached) holds what we desire. A GET happens only for a child
+/// of ours that someone else also wrote and whose content the caches do not hold.
 pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<Applied> {
     let (kind, namespace, name) = key_of(child);
     let what = describe(kind, namespace.as_deref(), &name);
@@ -106,22 +126,17 @@ pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<App
     let mut desired = child.object.clone();
     desired["metadata"]["annotations"][HASH_ANNOTATION] = Value::String(hash.clone());
     let api = api(shared, kind, namespace.as_deref());
+    let key = (kind, namespace.clone(), name.clone());
 
-    let cached = shared.stores.child(kind, namespace.as_deref(), &name);
-    let live = match cached {
-        Some(l) if owner_matches(&l.meta, owner) => Some(l),
-        _ => api
-            .get_opt(&name)
-            .await
-            .map_err(|source| Error::Read {
-                what: what.clone(),
-                source,
-            })?
-            .map(|o| LiveChild {
-                meta: o.metadata.clone(),
-                content: serde_json::to_value(&o).ok(),
-            }),
-    };
+    let live = shared.stores.child(kind, namespace.as_deref(), &name);
+    if live.is_none() {
+        // Written by us moments ago and not seen by the watch yet: what we wrote is what
+        // we desire, no second write.
+        let verified = shared.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.get(&key).is_some_and(|(_, h)| *h == hash) {
+            return Ok(Applied::Unchanged);
+        }
+    }
     if let Some(live) = &live {
         if !owner_matches(&live.meta, owner) {
             let holder = match super::stores::owner_of(&live.meta) {
@@ -141,13 +156,29 @@ pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<App
             .as_ref()
             .and_then(|a| a.get(HASH_ANNOTATION));
         if live_hash == Some(&hash) {
-            let rv = live.meta.resource_version.clone();
-            let key = (kind, namespace.clone(), name.clone());
-            if rv.is_some() && shared.verified.lock().unwrap().get(&key) == rv.as_ref() {
+            let rv = live.meta.resource_version.clone().unwrap_or_default();
+            let remember = |rv: String| {
+                shared
+                    .verified
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), (rv, hash.clone()));
+            };
+            if shared
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .is_some_and(|(v, h)| *v == rv && *h == hash)
+            {
                 return Ok(Applied::Unchanged);
             }
             let content = match &live.content {
                 Some(c) => Some(c.clone()),
+                None if written_only_by_us(&live.meta) => {
+                    remember(rv);
+                    return Ok(Applied::Unchanged);
+                }
                 None => api
                     .get_opt(&name)
                     .await
@@ -160,11 +191,8 @@ pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<App
             if let Some(content) = content
                 && contains(Some(&content), &desired)
             {
-                let rv = content["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_string);
-                if let Some(rv) = rv {
-                    shared.verified.lock().unwrap().insert(key, rv);
+                if let Some(rv) = content["metadata"]["resourceVersion"].as_str() {
+                    remember(rv.to_string());
                 }
                 return Ok(Applied::Unchanged);
             }
@@ -182,8 +210,8 @@ pub async fn ensure(shared: &Shared, owner: &Owner, child: &Child) -> Result<App
         shared
             .verified
             .lock()
-            .unwrap()
-            .insert((kind, namespace, name), rv);
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (rv, hash));
     }
     Ok(Applied::Written)
 }
@@ -208,7 +236,12 @@ pub fn forget_gone(shared: &Shared) {
 /// Deletes every cached child of `owner` that is not in `keep`. Returns how many.
 pub async fn prune(shared: &Shared, owner: &Owner, keep: &HashSet<ChildKey>) -> Result<usize> {
     let mut deleted = 0;
-    for (kind, namespace, name) in shared.stores.owned_by(owner) {
+    let owned = shared
+        .index
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .children_of(&owner.key());
+    for (kind, namespace, name) in owned {
         let key = (kind, namespace.clone(), name.clone());
         if keep.contains(&key) {
             continue;
@@ -222,7 +255,11 @@ pub async fn prune(shared: &Shared, owner: &Owner, keep: &HashSet<ChildKey>) -> 
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(source) => return Err(Error::Prune { what, source }),
         }
-        shared.verified.lock().unwrap().remove(&key);
+        shared
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     }
     Ok(deleted)
 }

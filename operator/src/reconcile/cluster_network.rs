@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, PoolStatus, labels};
+use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, PoolStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -31,10 +31,14 @@ pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Acti
 
 #[instrument(skip_all, fields(network = %network.name_any()))]
 async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
-    let snapshot = ctx.stores.render_context();
     let owner = Owner::of(network.as_ref());
     let mut a = Assessment::default();
-    match render::render_cluster_network(&network, &snapshot) {
+    // Render reads the index under its lock: pure and synchronous, no await inside.
+    let result = render::render_cluster_network(
+        &network,
+        &ctx.index.read().unwrap_or_else(|e| e.into_inner()).ctx,
+    );
+    match result {
         Err(findings) => a.blocking = findings.0,
         Ok(mut rendered) => {
             let mut findings = rendered.findings.0.clone();
@@ -51,12 +55,10 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
         conditions: status::conditions(&a, network.meta().generation, &previous.conditions, &now),
         pools: pool_usage(&network, &ctx),
         exposed_apps: ctx
-            .stores
-            .apps
-            .state()
-            .iter()
-            .filter(|a| a.spec.network == name)
-            .count() as i64,
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .app_count(&name) as i64,
     };
     if status != previous {
         let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
@@ -75,13 +77,10 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
 /// Size of each pool and how many of its addresses our LoadBalancer Services hold.
 fn pool_usage(network: &ClusterNetwork, ctx: &Shared) -> Vec<PoolStatus> {
     let ours: Vec<std::net::IpAddr> = ctx
-        .stores
-        .services
-        .state()
-        .iter()
-        .filter(|s| {
-            s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
-        })
+        .index
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .load_balancers()
         .flat_map(|s| {
             s.status
                 .as_ref()

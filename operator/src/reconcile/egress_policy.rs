@@ -30,12 +30,16 @@ pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action>
 
 #[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
 async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
-    let snapshot = ctx.stores.render_context();
     let owner = Owner::of(policy.as_ref());
     let mut a = Assessment::default();
     let mut resolved_peers = Vec::new();
     let mut rule_count = 0;
-    match render::render_egress_policy(&policy, &snapshot) {
+    // Render reads the index under its lock: pure and synchronous, no await inside.
+    let result = render::render_egress_policy(
+        &policy,
+        &ctx.index.read().unwrap_or_else(|e| e.into_inner()).ctx,
+    );
+    match result {
         Err(findings) => a.blocking = findings.0,
         Ok(mut rendered) => {
             let mut findings = rendered.findings.0.clone();

@@ -33,6 +33,19 @@ pub async fn reconcile(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
 
 #[instrument(skip_all, fields(app = %format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())))]
 async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
+    // The finalizer exists only to remove DNS records before routes: an app that publishes
+    // none needs no ordered teardown (its children go with it by garbage collection), so it
+    // costs no finalizer write. One that has the finalizer keeps the flow until it is gone.
+    let has_finalizer = app
+        .finalizers()
+        .iter()
+        .any(|f| f == gatehouse_api::labels::FINALIZER);
+    if !has_finalizer && !publishes_dns(&app) {
+        if app.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        return apply_app(&app, &ctx).await;
+    }
     let api: Api<ExposedApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     finalizer(&api, gatehouse_api::labels::FINALIZER, app, |event| async {
@@ -47,6 +60,14 @@ async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     })
+}
+
+/// Whether the app may have DNS records (the only children that must go first): DNS on,
+/// and some route or tcp host.
+pub fn publishes_dns(app: &ExposedApp) -> bool {
+    app.spec.dns.enabled
+        && (app.spec.routes.iter().any(|r| !r.hosts.is_empty())
+            || app.spec.tcp.iter().any(|t| !t.hosts.is_empty()))
 }
 
 pub fn error_policy(app: Arc<ExposedApp>, error: &Error, ctx: Shared) -> Action {
@@ -145,12 +166,16 @@ fn detail(a: &Assessment, kind: &str, waiting: &str, ok_message: &str) -> Option
 }
 
 async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
-    let snapshot = ctx.stores.render_context();
     let owner = Owner::of(app);
     let mut a = Assessment::default();
     let mut urls = Vec::new();
     let mut addresses = Vec::new();
-    match render::render_exposed_app(app, &snapshot) {
+    // Render reads the index under its lock: pure and synchronous, no await inside.
+    let result = render::render_exposed_app(
+        app,
+        &ctx.index.read().unwrap_or_else(|e| e.into_inner()).ctx,
+    );
+    match result {
         Err(findings) => a.blocking = findings.0,
         Ok(mut rendered) => {
             let mut findings = rendered.findings.0.clone();
@@ -336,9 +361,12 @@ async fn teardown_dns_first(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
         })
         .unwrap_or_default();
     let mut pending = Vec::new();
-    for (kind, _, name) in ctx
-        .stores
-        .owned_by(&owner)
+    let owned = ctx
+        .index
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .children_of(&owner.key());
+    for (kind, _, name) in owned
         .into_iter()
         .filter(|(k, ..)| *k == ChildKind::DnsEndpoint)
     {

@@ -7,12 +7,13 @@ pub mod apply;
 pub mod cluster_network;
 pub mod egress_policy;
 pub mod exposed_app;
+pub mod index;
 pub mod status;
 pub mod stores;
 pub mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, future};
@@ -23,7 +24,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
@@ -39,8 +40,12 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    /// (child) -> resourceVersion at which it was last seen to match what we desire.
-    pub verified: Mutex<HashMap<apply::ChildKey, String>>,
+    /// Relations between the cached objects and the render context, kept current from the
+    /// watch events: what a reconcile reads instead of scanning the caches.
+    pub index: Arc<RwLock<index::Index>>,
+    /// (child) -> (resourceVersion, desired hash) at which it was last written or seen to
+    /// match what we desire.
+    pub verified: Arc<Mutex<apply::Verified>>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
@@ -187,41 +192,65 @@ pub async fn run(
     let (services, svc_writer) = reflector::store::<Service>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
 
+    let index: Arc<RwLock<index::Index>> = Arc::default();
+    let verified: Arc<Mutex<apply::Verified>> = Arc::default();
     let mut children = BTreeMap::new();
     let mut full_children = BTreeMap::new();
     let mut child_streams: Vec<future::BoxFuture<'static, ()>> = Vec::new();
     for kind in served.iter().copied().filter(|k| *k != ChildKind::Service) {
         let ar = api_resource(kind);
-        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
-            // Readiness lives in their status: cache the content.
-            let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
-            full_children.insert(kind, writer.as_reader());
-            let t = triggers.clone();
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            let events = watcher(api, managed())
-                .default_backoff()
-                .reflect(writer)
-                .touched_objects();
-            child_streams.push(on_each(events, move |o: &DynamicObject| {
-                t.child_changed(o.meta())
-            }));
-        } else {
+        // Every object of the kind, ours or not, metadata only: "not in the cache" then means
+        // "absent", so creating a child needs no GET, and an object of someone else with a
+        // child's name is seen as such without one.
+        {
             let writer =
                 reflector::store::Writer::<kube::api::PartialObjectMeta<DynamicObject>>::new(
                     ar.clone(),
                 );
             children.insert(kind, writer.as_reader());
-            let t = triggers.clone();
-            // Metadata only: we never read these children's content from the cache.
+            let (t, ix, store, v) = (
+                triggers.clone(),
+                index.clone(),
+                writer.as_reader(),
+                verified.clone(),
+            );
             let meta_api: Api<kube::api::PartialObjectMeta<DynamicObject>> =
                 Api::all_with(client.clone(), &ar);
-            let events = watcher(meta_api, managed())
+            let events = watcher(meta_api, watcher::Config::default().page_size(100))
                 .default_backoff()
-                .reflect(writer)
-                .touched_objects();
-            child_streams.push(on_each(
+                .reflect(writer);
+            let ar = ar.clone();
+            child_streams.push(on_events(
                 events,
-                move |o: &kube::api::PartialObjectMeta<DynamicObject>| t.child_changed(&o.metadata),
+                move |e: watcher::Event<kube::api::PartialObjectMeta<DynamicObject>>| {
+                    child_event(kind, e, &ix, &t, Some(&v), |(_, ns, name)| {
+                        let mut r =
+                            ObjectRef::<kube::api::PartialObjectMeta<DynamicObject>>::new_with(
+                                name,
+                                ar.clone(),
+                            );
+                        if let Some(ns) = ns {
+                            r = r.within(ns);
+                        }
+                        store.get(&r).is_some()
+                    })
+                },
+            ));
+        }
+        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+            // Readiness lives in their status: cache the content.
+            let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+            full_children.insert(kind, writer.as_reader());
+            let (t, ix, store) = (triggers.clone(), index.clone(), writer.as_reader());
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let events = watcher(api, managed()).default_backoff().reflect(writer);
+            child_streams.push(on_events(
+                events,
+                move |e: watcher::Event<DynamicObject>| {
+                    child_event(kind, e, &ix, &t, None, |k| {
+                        store.get(&dynamic_ref(k)).is_some()
+                    })
+                },
             ));
         }
     }
@@ -245,53 +274,160 @@ pub async fn run(
     let ctx: Shared = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
-        verified: Mutex::default(),
+        index: index.clone(),
+        verified: verified.clone(),
         metrics: metrics.clone(),
         recorder,
         failures: Mutex::default(),
     });
 
-    // Watches feeding the caches and the dependency triggers.
+    // Watches feeding the caches, the index and the dependency triggers. Objects enter the
+    // index as the caches share them (the Arc in the store), so they are held once.
     let page = || watcher::Config::default().page_size(100);
-    let (t, st) = (triggers.clone(), stores.clone());
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let net_events = watcher(Api::<ClusterNetwork>::all(client.clone()), page())
         .default_backoff()
         .reflect_shared(net_writer);
-    drivers.push(on_each(
-        net_events.touched_objects(),
-        move |o: &ClusterNetwork| t.network_changed(o, &st),
+    drivers.push(on_events(
+        net_events,
+        move |e: watcher::Event<ClusterNetwork>| {
+            use watcher::Event::*;
+            match e {
+                Apply(o) | InitApply(o) => {
+                    let o = shared_of(&st.networks, o);
+                    let name = o.name_any();
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.upsert_network(o);
+                    t.network_changed(&name, &w);
+                }
+                Delete(o) => {
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.remove_network(&o.name_any());
+                    t.network_changed(&o.name_any(), &w);
+                }
+                Init => {}
+                InitDone => {
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)).is_some());
+                }
+            }
+        },
     ));
-    let (t, st) = (triggers.clone(), stores.clone());
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let app_events = watcher(Api::<ExposedApp>::all(client.clone()), page())
         .default_backoff()
         .reflect_shared(app_writer);
-    drivers.push(on_each(
-        app_events.touched_objects(),
-        move |o: &ExposedApp| t.app_changed(o, &st),
+    drivers.push(on_events(
+        app_events,
+        move |e: watcher::Event<ExposedApp>| {
+            use watcher::Event::*;
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) => {
+                    let o = shared_of(&st.apps, o);
+                    let old = w.upsert_app(o.clone());
+                    t.app_changed(Some(&o), old.as_deref(), &w);
+                }
+                // The initial list reconciles every app anyway: no triggers needed.
+                InitApply(o) => {
+                    w.upsert_app(shared_of(&st.apps, o));
+                }
+                Delete(o) => {
+                    let old = w.remove_app(&o.namespace().unwrap_or_default(), &o.name_any());
+                    t.app_changed(None, old.as_deref().or(Some(&o)), &w);
+                }
+                Init => {}
+                InitDone => w.retain_apps(|(ns, name)| {
+                    st.apps.get(&ObjectRef::new(name).within(ns)).is_some()
+                }),
+            }
+        },
     ));
     // EgressPolicies trigger only themselves (the controller's own subscription).
+    let (ix, st) = (index.clone(), stores.clone());
     let egress_events = watcher(Api::<EgressPolicy>::all(client.clone()), page())
         .default_backoff()
         .reflect_shared(egress_writer);
-    drivers.push(on_each(
-        egress_events.touched_objects(),
-        |_: &EgressPolicy| {},
+    drivers.push(on_events(
+        egress_events,
+        move |e: watcher::Event<EgressPolicy>| {
+            use watcher::Event::*;
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) | InitApply(o) => {
+                    w.upsert_policy(shared_of(&st.policies, o));
+                }
+                Delete(o) => {
+                    w.remove_policy(&o.namespace().unwrap_or_default(), &o.name_any());
+                }
+                Init => {}
+                InitDone => w.retain_policies(|(ns, name)| {
+                    st.policies.get(&ObjectRef::new(name).within(ns)).is_some()
+                }),
+            }
+        },
     ));
-    let (t, st) = (triggers.clone(), stores.clone());
+    let (t, ix, st, v) = (
+        triggers.clone(),
+        index.clone(),
+        stores.clone(),
+        verified.clone(),
+    );
     let svc_events = watcher(Api::<Service>::all(client.clone()), page())
         .default_backoff()
         .reflect(svc_writer);
-    drivers.push(on_each(svc_events.touched_objects(), move |o: &Service| {
-        t.service_changed(o, &st)
+    drivers.push(on_events(svc_events, move |e: watcher::Event<Service>| {
+        use watcher::Event::*;
+        let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+        match e {
+            Apply(o) | InitApply(o) => {
+                let o = shared_of(&st.services, o);
+                w.upsert_service(o.clone());
+                t.service_changed(&o, &w);
+            }
+            Delete(o) => {
+                w.remove_service(&o.namespace().unwrap_or_default(), &o.name_any());
+                v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
+                    ChildKind::Service,
+                    o.namespace(),
+                    o.name_any(),
+                ));
+                t.service_changed(&o, &w);
+            }
+            Init => {}
+            InitDone => {
+                let exists = |ns: &str, name: &str| {
+                    st.services.get(&ObjectRef::new(name).within(ns)).is_some()
+                };
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(k, ns, name), _| {
+                        *k != ChildKind::Service || exists(ns.as_deref().unwrap_or_default(), name)
+                    });
+                w.retain_services(|(ns, name)| exists(ns, name));
+            }
+        }
     }));
-    let (t, st) = (triggers.clone(), stores.clone());
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let ns_events = watcher(Api::<Namespace>::all(client.clone()), page())
         .default_backoff()
         .reflect(ns_writer);
-    drivers.push(on_each(
-        ns_events.touched_objects(),
-        move |_: &Namespace| t.namespace_changed(&st),
-    ));
+    drivers.push(on_events(ns_events, move |e: watcher::Event<Namespace>| {
+        use watcher::Event::*;
+        let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+        match e {
+            Apply(o) | InitApply(o) => {
+                w.upsert_namespace(shared_of(&st.namespaces, o));
+                t.namespace_changed(&w);
+            }
+            Delete(o) => {
+                w.remove_namespace(&o.name_any());
+                t.namespace_changed(&w);
+            }
+            Init => {}
+            InitDone => w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)).is_some()),
+        }
+    }));
     drivers.extend(child_streams);
 
     // Reconciles start only once every cache has its initial list, so a first render never
@@ -332,11 +468,16 @@ pub async fn run(
         );
     }
     if let Some(addr) = options.http_addr {
-        let counted = stores.clone();
+        let counted = index.clone();
         let endpoints = crate::http::Endpoints {
             metrics: metrics.clone(),
             ready: synced.clone(),
-            children: Arc::new(move || counted.count_children()),
+            children: Arc::new(move || {
+                counted
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .count_children()
+            }),
         };
         drivers.push(
             async move {
@@ -479,22 +620,91 @@ where
         })
 }
 
-/// Drives a watch stream (which keeps its cache current) and calls `f` for every object it
+/// Drives a watch stream (which keeps its cache current) and calls `f` for every event it
 /// reports. Watch errors are retried by the stream's backoff; they are only logged here.
-fn on_each<K, E, S>(events: S, f: impl Fn(&K) + Send + 'static) -> future::BoxFuture<'static, ()>
+fn on_events<K, E, S>(
+    events: S,
+    mut f: impl FnMut(watcher::Event<K>) + Send + 'static,
+) -> future::BoxFuture<'static, ()>
 where
-    S: futures::Stream<Item = Result<K, E>> + Send + 'static,
+    K: Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, E>> + Send + 'static,
     E: std::fmt::Display,
 {
     events
         .for_each(move |event| {
             match event {
-                Ok(obj) => f(&obj),
+                Ok(e) => f(e),
                 Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
             }
             future::ready(())
         })
         .boxed()
+}
+
+/// The cache's own shared copy of an object just reflected (so the index holds no second
+/// copy); a fresh one only if the cache lost it meanwhile.
+fn shared_of<K>(store: &Store<K>, o: K) -> Arc<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store
+        .get(&ObjectRef::from_obj(&o))
+        .unwrap_or_else(|| Arc::new(o))
+}
+
+/// A child kind's watch event: the index follows it, the owner is triggered; after a
+/// relist the index keeps only what `exists` in the cache.
+/// With `verified` (the cache of every object of the kind), a child that went is also
+/// forgotten there, so it is written again rather than taken as "just written".
+fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
+    kind: ChildKind,
+    e: watcher::Event<K>,
+    ix: &RwLock<index::Index>,
+    t: &triggers::Triggers,
+    verified: Option<&Mutex<apply::Verified>>,
+    mut exists: impl FnMut(&index::ChildKey) -> bool,
+) {
+    use watcher::Event::*;
+    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+    match e {
+        Apply(o) | InitApply(o) => {
+            w.upsert_child(kind, o.meta());
+            t.child_changed(o.meta());
+        }
+        Delete(o) => {
+            let m = o.meta();
+            let name = m.name.clone().unwrap_or_default();
+            w.remove_child(kind, m.namespace.as_deref(), &name);
+            if let Some(v) = verified {
+                v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
+                    kind,
+                    m.namespace.clone(),
+                    name,
+                ));
+            }
+            t.child_changed(m);
+        }
+        Init => {}
+        InitDone => {
+            if let Some(v) = verified {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|k, _| k.0 != kind || exists(k));
+            }
+            w.retain_children(kind, exists);
+        }
+    }
+}
+
+/// The reflector key of a full-content child.
+fn dynamic_ref((kind, ns, name): &index::ChildKey) -> ObjectRef<DynamicObject> {
+    let mut r = ObjectRef::new_with(name, api_resource(*kind));
+    if let Some(ns) = ns {
+        r = r.within(ns);
+    }
+    r
 }
 
 async fn wait_for_caches(stores: &Stores) {

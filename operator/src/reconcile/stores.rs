@@ -6,12 +6,12 @@ use std::sync::Arc;
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
-use crate::render::{ChildKind, Context, Owner};
+use crate::render::{ChildKind, Owner};
 
 /// A child as the caches know it: its metadata, and its content when the cache has it.
 #[derive(Clone, Debug)]
@@ -28,7 +28,8 @@ pub struct Stores {
     /// Every Service: peers, ingress-controller addresses, and our own Service children.
     pub services: Store<Service>,
     pub namespaces: Store<Namespace>,
-    /// Metadata-only caches of our children, per kind, for kinds whose content we don't read.
+    /// Metadata-only caches of every object of each child kind (ours or not; Services are
+    /// in `services`): absent here means absent from the cluster.
     pub children: BTreeMap<ChildKind, Store<PartialObjectMeta<DynamicObject>>>,
     /// Full caches of our children whose status we read (Certificate, DNSEndpoint).
     pub full_children: BTreeMap<ChildKind, Store<DynamicObject>>,
@@ -43,25 +44,6 @@ fn dynamic_ref(kind: ChildKind, name: &str, namespace: Option<&str>) -> ObjectRe
 }
 
 impl Stores {
-    /// A snapshot of the cluster for one render. Objects are shared, not copied.
-    pub fn render_context(&self) -> Context {
-        let mut ctx = Context::default();
-        for n in self.networks.state() {
-            ctx.networks.insert(n.name_any(), n);
-        }
-        for a in self.apps.state() {
-            ctx.insert_app(a);
-        }
-        for s in self.services.state() {
-            ctx.services
-                .insert((s.namespace().unwrap_or_default(), s.name_any()), s);
-        }
-        for n in self.namespaces.state() {
-            ctx.namespaces.insert(n.name_any(), n);
-        }
-        ctx
-    }
-
     /// Whether the cluster serves this kind (its watch could start).
     pub fn serves(&self, kind: ChildKind) -> bool {
         kind == ChildKind::Service
@@ -82,13 +64,14 @@ impl Stores {
             });
         }
         let r = dynamic_ref(kind, name, namespace);
-        if let Some(store) = self.full_children.get(&kind) {
-            let obj = store.get(&r)?;
+        if let Some(obj) = self.full_children.get(&kind).and_then(|s| s.get(&r)) {
             return Some(LiveChild {
                 meta: obj.metadata.clone(),
                 content: serde_json::to_value(obj.as_ref()).ok(),
             });
         }
+        // Not ours with content: the metadata cache of every object of the kind tells
+        // whether something else holds the name.
         let mut meta_ref = ObjectRef::<PartialObjectMeta<DynamicObject>>::new_with(
             name,
             super::api_resource(kind),
@@ -101,46 +84,6 @@ impl Stores {
             meta: obj.metadata.clone(),
             content: None,
         })
-    }
-
-    /// Number of managed children per kind (for the children-managed gauge).
-    pub fn count_children(&self) -> Vec<(&'static str, usize)> {
-        let managed = |m: &ObjectMeta| owner_of(m).is_some();
-        let mut out = vec![(
-            ChildKind::Service.kind(),
-            self.services
-                .state()
-                .iter()
-                .filter(|s| managed(s.meta()))
-                .count(),
-        )];
-        for (kind, store) in &self.children {
-            out.push((kind.kind(), store.len()));
-        }
-        for (kind, store) in &self.full_children {
-            out.push((kind.kind(), store.len()));
-        }
-        out
-    }
-
-    /// Every cached child carrying `owner`'s labels: (kind, namespace, name).
-    pub fn owned_by(&self, owner: &Owner) -> Vec<(ChildKind, Option<String>, String)> {
-        let mine = |meta: &ObjectMeta| owner_matches(meta, owner);
-        let mut out = Vec::new();
-        for s in self.services.state().iter().filter(|s| mine(s.meta())) {
-            out.push((ChildKind::Service, s.namespace(), s.name_any()));
-        }
-        for (kind, store) in &self.children {
-            for o in store.state().iter().filter(|o| mine(&o.metadata)) {
-                out.push((*kind, o.namespace(), o.name_any()));
-            }
-        }
-        for (kind, store) in &self.full_children {
-            for o in store.state().iter().filter(|o| mine(&o.metadata)) {
-                out.push((*kind, o.namespace(), o.name_any()));
-            }
-        }
-        out
     }
 }
 

@@ -1,15 +1,16 @@
 //! Dependency triggers: a change to one object re-reconciles every object whose children
-//! depend on it. Mapping reads the caches; it never calls the API server.
+//! depend on it. Mapping reads the index (reconcile::index), in time proportional to the
+//! dependents, never the whole cluster; it never calls the API server.
 
-use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, Peer};
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::stores::{Stores, owner_of};
-use crate::render::context::app_hosts;
+use super::index::{Index, Key, hosts_of};
+use super::stores::owner_of;
 
 #[derive(Clone)]
 pub struct Triggers {
@@ -18,24 +19,15 @@ pub struct Triggers {
     pub networks: UnboundedSender<ObjectRef<ClusterNetwork>>,
 }
 
-fn refers_to(peer: &Peer, own_ns: &str, kind_app: bool, ns: &str, name: &str) -> bool {
-    let r = if kind_app {
-        peer.app.as_ref()
-    } else {
-        peer.service.as_ref()
-    };
-    r.is_some_and(|r| r.name == name && r.namespace.as_deref().unwrap_or(own_ns) == ns)
-}
-
 impl Triggers {
-    fn app(&self, a: &ExposedApp) {
-        let _ = self.apps.send(ObjectRef::from_obj(a));
+    fn app(&self, (ns, name): &Key) {
+        let _ = self.apps.send(ObjectRef::new(name).within(ns));
     }
-    fn policy(&self, p: &EgressPolicy) {
-        let _ = self.policies.send(ObjectRef::from_obj(p));
+    fn policy(&self, (ns, name): &Key) {
+        let _ = self.policies.send(ObjectRef::new(name).within(ns));
     }
-    fn network(&self, n: &ClusterNetwork) {
-        let _ = self.networks.send(ObjectRef::from_obj(n));
+    fn network(&self, name: &str) {
+        let _ = self.networks.send(ObjectRef::new(name));
     }
 
     /// A child changed or vanished: its owner puts it back (or notices it is gone).
@@ -44,125 +36,78 @@ impl Triggers {
             return;
         };
         match (kind.as_str(), namespace) {
-            ("ExposedApp", Some(ns)) => {
-                let _ = self.apps.send(ObjectRef::new(&name).within(&ns));
-            }
-            ("EgressPolicy", Some(ns)) => {
-                let _ = self.policies.send(ObjectRef::new(&name).within(&ns));
-            }
-            ("ClusterNetwork", None) => {
-                let _ = self.networks.send(ObjectRef::new(&name));
-            }
+            ("ExposedApp", Some(ns)) => self.app(&(ns, name)),
+            ("EgressPolicy", Some(ns)) => self.policy(&(ns, name)),
+            ("ClusterNetwork", None) => self.network(&name),
             _ => {}
         }
     }
 
     /// A network changed: every app and policy on it renders differently.
-    pub fn network_changed(&self, n: &ClusterNetwork, s: &Stores) {
-        let name = n.name_any();
-        for a in s.apps.state().iter().filter(|a| a.spec.network == name) {
-            self.app(a);
+    pub fn network_changed(&self, name: &str, ix: &Index) {
+        for k in ix.apps_on(name) {
+            self.app(k);
         }
-        for p in s.policies.state().iter().filter(|p| p.spec.network == name) {
-            self.policy(p);
-        }
-    }
-
-    /// An app changed: apps and policies naming it as a peer, apps sharing a host with it
-    /// (first claimant wins), and its network (attachments, app count).
-    pub fn app_changed(&self, app: &ExposedApp, s: &Stores) {
-        let (ns, name) = (app.namespace().unwrap_or_default(), app.name_any());
-        let hosts: Vec<&String> = app_hosts(app).collect();
-        for other in s.apps.state() {
-            let own = other.namespace().unwrap_or_default();
-            let peer = other
-                .spec
-                .allow_from
-                .iter()
-                .any(|p| refers_to(p, &own, true, &ns, &name));
-            let shares_host = app_hosts(&other).any(|h| hosts.contains(&h));
-            if (peer || shares_host) && (own != ns || other.name_any() != name) {
-                self.app(&other);
-            }
-        }
-        for p in s.policies.state() {
-            let own = p.namespace().unwrap_or_default();
-            if p.spec
-                .rules
-                .iter()
-                .flat_map(|r| &r.to)
-                .any(|peer| refers_to(peer, &own, true, &ns, &name))
-            {
-                self.policy(&p);
-            }
-        }
-        if let Some(n) = super::store_get(&s.networks, &app.spec.network, None) {
-            self.network(&n);
+        for k in ix.policies_on(name) {
+            self.policy(k);
         }
     }
 
-    /// A Service changed: our own child (readiness, assigned addresses), apps whose tier
-    /// addresses come from it, and apps and policies naming it as a peer.
-    pub fn service_changed(&self, svc: &Service, s: &Stores) {
+    /// An app appeared, changed (`old` is what it was) or went (`new` is None): apps and
+    /// policies naming it as a peer, apps sharing a host with it now or before (first
+    /// claimant wins), and its networks (attachments, app count).
+    pub fn app_changed(&self, new: Option<&ExposedApp>, old: Option<&ExposedApp>, ix: &Index) {
+        let Some(app) = new.or(old) else {
+            return;
+        };
+        let key = (app.namespace().unwrap_or_default(), app.name_any());
+        if let Some(r) = ix.referrers(true, &key.0, &key.1) {
+            r.apps.iter().for_each(|k| self.app(k));
+            r.policies.iter().for_each(|k| self.policy(k));
+        }
+        for other in ix.apps_sharing_hosts(hosts_of(new, old).into_iter(), &key) {
+            self.app(&other);
+        }
+        let networks = [new, old].into_iter().flatten().map(|a| &a.spec.network);
+        let mut seen: Vec<&String> = Vec::new();
+        for n in networks {
+            if !seen.contains(&n) {
+                self.network(n);
+                seen.push(n);
+            }
+        }
+    }
+
+    /// A Service changed: its owner (if it is our child), apps on networks whose tier
+    /// addresses come from it, apps and policies naming it as a peer, and the network whose
+    /// pool usage counts it.
+    pub fn service_changed(&self, svc: &Service, ix: &Index) {
         self.child_changed(svc.meta());
         let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
-        let tier_networks: Vec<String> = s
-            .networks
-            .state()
-            .iter()
-            .filter(|n| {
-                [&n.spec.ingress.external, &n.spec.ingress.internal]
-                    .into_iter()
-                    .flatten()
-                    .any(|t| {
-                        t.service
-                            .as_ref()
-                            .is_some_and(|r| r.namespace == ns && r.name == name)
-                    })
-            })
-            .map(|n| n.name_any())
-            .collect();
-        for a in s.apps.state() {
-            let own = a.namespace().unwrap_or_default();
-            if tier_networks.contains(&a.spec.network)
-                || a.spec
-                    .allow_from
-                    .iter()
-                    .any(|p| refers_to(p, &own, false, &ns, &name))
-            {
-                self.app(&a);
+        for n in ix.networks_of_tier_service(&ns, &name) {
+            for k in ix.apps_on(n) {
+                self.app(k);
             }
         }
-        for p in s.policies.state() {
-            let own = p.namespace().unwrap_or_default();
-            if p.spec
-                .rules
-                .iter()
-                .flat_map(|r| &r.to)
-                .any(|peer| refers_to(peer, &own, false, &ns, &name))
-            {
-                self.policy(&p);
-            }
+        if let Some(r) = ix.referrers(false, &ns, &name) {
+            r.apps.iter().for_each(|k| self.app(k));
+            r.policies.iter().for_each(|k| self.policy(k));
         }
-        // Pool usage in ClusterNetwork status counts our LoadBalancer Services.
-        if owner_of(svc.meta()).is_some()
-            && svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+        if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+            && let Some((kind, Some(owner_ns), owner)) = owner_of(svc.meta())
+            && kind == "ExposedApp"
+            && let Some(app) = ix.ctx.app(&owner_ns, &owner)
         {
-            for n in s.networks.state() {
-                self.network(&n);
-            }
+            self.network(&app.spec.network);
         }
     }
 
     /// A namespace appeared, changed labels or went: default deny may apply differently.
-    pub fn namespace_changed(&self, s: &Stores) {
-        for n in s
-            .networks
-            .state()
-            .iter()
-            .filter(|n| n.spec.policy.default_deny.is_some())
-        {
-            self.network(n);
+    pub fn namespace_changed(&self, ix: &Index) {
+        for (name, n) in &ix.ctx.networks {
+            if n.spec.policy.default_deny.is_some() {
+                self.network(name);
+            }
         }
     }
 }

@@ -182,6 +182,15 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// (kind, namespace, name), as the owner labels of its children say it.
+    pub fn key(&self) -> (String, Option<String>, String) {
+        (
+            self.kind.to_string(),
+            self.namespace.clone(),
+            self.name.clone(),
+        )
+    }
+
     pub fn of<K: Resource<DynamicType = ()>>(obj: &K) -> Owner {
         Owner {
             kind: leak_kind(&K::kind(&())),

@@ -87,11 +87,37 @@ impl Context {
     pub fn first_claim(&self, host: &str) -> Option<&ClaimOrder> {
         self.host_claims.get(host).and_then(|s| s.first())
     }
+    /// Every app naming `host`, earliest claim first.
+    pub fn claimants(&self, host: &str) -> impl Iterator<Item = &ClaimOrder> {
+        self.host_claims.get(host).into_iter().flatten()
+    }
     pub fn add_service(&mut self, s: Service) {
-        self.services.insert(key(&s), Arc::new(s));
+        self.insert_service(Arc::new(s));
     }
     pub fn add_namespace(&mut self, n: Namespace) {
-        self.namespaces.insert(n.name_any(), Arc::new(n));
+        self.insert_namespace(Arc::new(n));
+    }
+
+    // The operator keeps one context current from its watch events (reconcile::index), so
+    // these take the cache's shared objects and have removals too.
+    pub fn insert_network(&mut self, n: Arc<ClusterNetwork>) {
+        self.networks.insert(n.name_any(), n);
+    }
+    pub fn remove_network(&mut self, name: &str) {
+        self.networks.remove(name);
+    }
+    pub fn insert_service(&mut self, s: Arc<Service>) {
+        self.services.insert(key(s.as_ref()), s);
+    }
+    pub fn remove_service(&mut self, namespace: &str, name: &str) {
+        self.services
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+    pub fn insert_namespace(&mut self, n: Arc<Namespace>) {
+        self.namespaces.insert(n.name_any(), n);
+    }
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
     }
 
     pub fn network(&self, name: &str) -> Option<&ClusterNetwork> {

@@ -1,0 +1,556 @@
+//! Indexes kept current from watch events, so no reconcile and no trigger scans the cluster.
+//!
+//! The caches (reflector stores) hold the objects; this index holds what the reconcilers
+//! look up by relation: the render context (networks, apps with their host claims, Services,
+//! Namespaces: what `gatehouse render` builds from its files), apps and policies by network,
+//! who names an app or a Service as a peer, which networks take a tier's addresses from a
+//! Service, our LoadBalancer Services, and the children of each owner. Each watch event
+//! updates it in time proportional to the object; a relist (after a watch gap) drops what
+//! the new list no longer holds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, Peer};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use super::stores::owner_of;
+use crate::render::context::app_hosts;
+use crate::render::{ChildKind, Context};
+
+/// (namespace, name).
+pub type Key = (String, String);
+/// (kind, namespace, name) of a Gatehouse owner, as its children's labels name it.
+pub type OwnerKey = (String, Option<String>, String);
+/// (kind, namespace, name) of a child.
+pub type ChildKey = (ChildKind, Option<String>, String);
+
+/// Apps and policies that name one object as a peer.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Referrers {
+    pub apps: BTreeSet<Key>,
+    pub policies: BTreeSet<Key>,
+}
+
+impl Referrers {
+    fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.policies.is_empty()
+    }
+}
+
+/// The peer targets a list of peers names: (is an app, (namespace, name)).
+fn targets<'a>(peers: impl Iterator<Item = &'a Peer>, own_ns: &str) -> BTreeSet<(bool, Key)> {
+    let mut out = BTreeSet::new();
+    for p in peers {
+        if let Some(r) = &p.app {
+            let ns = r.namespace.clone().unwrap_or_else(|| own_ns.to_string());
+            out.insert((true, (ns, r.name.clone())));
+        }
+        if let Some(r) = &p.service {
+            let ns = r.namespace.clone().unwrap_or_else(|| own_ns.to_string());
+            out.insert((false, (ns, r.name.clone())));
+        }
+    }
+    out
+}
+
+fn key_of<K: ResourceExt>(o: &K) -> Key {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn is_our_load_balancer(s: &Service) -> bool {
+    owner_of(s.meta()).is_some()
+        && s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+}
+
+#[derive(Default)]
+pub struct Index {
+    /// What render reads, current with the caches.
+    pub ctx: Context,
+    policies: HashMap<Key, Arc<EgressPolicy>>,
+    apps_by_network: HashMap<String, BTreeSet<Key>>,
+    policies_by_network: HashMap<String, BTreeSet<Key>>,
+    /// (is an app, target) -> who names it as a peer.
+    referrers: HashMap<(bool, Key), Referrers>,
+    /// Service -> networks whose ingress tier takes its addresses from it.
+    tier_services: HashMap<Key, BTreeSet<String>>,
+    /// Our LoadBalancer Services (their addresses count against the networks' pools).
+    load_balancers: BTreeSet<Key>,
+    /// owner -> its children as the caches hold them.
+    children: HashMap<OwnerKey, BTreeSet<ChildKey>>,
+    /// child -> owner, to move or drop a child's entry when its labels change or it goes.
+    owner_of_child: HashMap<ChildKey, OwnerKey>,
+}
+
+fn remove_from<K: std::hash::Hash + Eq, V: Ord>(map: &mut HashMap<K, BTreeSet<V>>, k: &K, v: &V) {
+    if let Some(set) = map.get_mut(k) {
+        set.remove(v);
+        if set.is_empty() {
+            map.remove(k);
+        }
+    }
+}
+
+impl Index {
+    // --- ClusterNetworks -----------------------------------------------------------
+
+    /// Adds or replaces a network; returns the one it replaced.
+    pub fn upsert_network(&mut self, n: Arc<ClusterNetwork>) -> Option<Arc<ClusterNetwork>> {
+        let name = n.name_any();
+        let old = self.ctx.networks.get(&name).cloned();
+        if let Some(o) = &old {
+            self.unindex_network(o);
+        }
+        for t in [&n.spec.ingress.external, &n.spec.ingress.internal]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = &t.service {
+                self.tier_services
+                    .entry((r.namespace.clone(), r.name.clone()))
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+        self.ctx.insert_network(n);
+        old
+    }
+
+    pub fn remove_network(&mut self, name: &str) -> Option<Arc<ClusterNetwork>> {
+        let old = self.ctx.networks.get(name).cloned()?;
+        self.unindex_network(&old);
+        self.ctx.remove_network(name);
+        Some(old)
+    }
+
+    fn unindex_network(&mut self, n: &ClusterNetwork) {
+        let name = n.name_any();
+        for t in [&n.spec.ingress.external, &n.spec.ingress.internal]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = &t.service {
+                remove_from(
+                    &mut self.tier_services,
+                    &(r.namespace.clone(), r.name.clone()),
+                    &name,
+                );
+            }
+        }
+    }
+
+    // --- ExposedApps ---------------------------------------------------------------
+
+    /// Adds or replaces an app; returns the one it replaced.
+    pub fn upsert_app(&mut self, a: Arc<ExposedApp>) -> Option<Arc<ExposedApp>> {
+        let key = key_of(a.as_ref());
+        let old = self.remove_app(&key.0, &key.1);
+        self.apps_by_network
+            .entry(a.spec.network.clone())
+            .or_default()
+            .insert(key.clone());
+        for t in targets(a.spec.allow_from.iter(), &key.0) {
+            self.referrers
+                .entry(t)
+                .or_default()
+                .apps
+                .insert(key.clone());
+        }
+        self.ctx.insert_app(a);
+        old
+    }
+
+    pub fn remove_app(&mut self, namespace: &str, name: &str) -> Option<Arc<ExposedApp>> {
+        let key = (namespace.to_string(), name.to_string());
+        let old = self.ctx.apps.get(&key).cloned()?;
+        remove_from(&mut self.apps_by_network, &old.spec.network, &key);
+        for t in targets(old.spec.allow_from.iter(), namespace) {
+            if let Some(r) = self.referrers.get_mut(&t) {
+                r.apps.remove(&key);
+                if r.is_empty() {
+                    self.referrers.remove(&t);
+                }
+            }
+        }
+        self.ctx.remove_app(namespace, name);
+        Some(old)
+    }
+
+    // --- EgressPolicies ------------------------------------------------------------
+
+    pub fn upsert_policy(&mut self, p: Arc<EgressPolicy>) -> Option<Arc<EgressPolicy>> {
+        let key = key_of(p.as_ref());
+        let old = self.remove_policy(&key.0, &key.1);
+        self.policies_by_network
+            .entry(p.spec.network.clone())
+            .or_default()
+            .insert(key.clone());
+        for t in targets(p.spec.rules.iter().flat_map(|r| &r.to), &key.0) {
+            self.referrers
+                .entry(t)
+                .or_default()
+                .policies
+                .insert(key.clone());
+        }
+        self.policies.insert(key, p);
+        old
+    }
+
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) -> Option<Arc<EgressPolicy>> {
+        let key = (namespace.to_string(), name.to_string());
+        let old = self.policies.remove(&key)?;
+        remove_from(&mut self.policies_by_network, &old.spec.network, &key);
+        for t in targets(old.spec.rules.iter().flat_map(|r| &r.to), namespace) {
+            if let Some(r) = self.referrers.get_mut(&t) {
+                r.policies.remove(&key);
+                if r.is_empty() {
+                    self.referrers.remove(&t);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    // --- Services and Namespaces ---------------------------------------------------
+
+    pub fn upsert_service(&mut self, s: Arc<Service>) -> Option<Arc<Service>> {
+        let key = key_of(s.as_ref());
+        let old = self.ctx.services.get(&key).cloned();
+        if is_our_load_balancer(&s) {
+            self.load_balancers.insert(key.clone());
+        } else {
+            self.load_balancers.remove(&key);
+        }
+        self.upsert_child(ChildKind::Service, s.meta());
+        self.ctx.insert_service(s);
+        old
+    }
+
+    pub fn remove_service(&mut self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        let key = (namespace.to_string(), name.to_string());
+        let old = self.ctx.services.get(&key).cloned()?;
+        self.load_balancers.remove(&key);
+        self.remove_child(ChildKind::Service, Some(namespace), name);
+        self.ctx.remove_service(namespace, name);
+        Some(old)
+    }
+
+    pub fn upsert_namespace(&mut self, n: Arc<Namespace>) {
+        self.ctx.insert_namespace(n);
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.ctx.remove_namespace(name);
+    }
+
+    // --- Children ------------------------------------------------------------------
+
+    /// Records (or moves, or drops, by its labels) a child the caches hold.
+    pub fn upsert_child(&mut self, kind: ChildKind, meta: &ObjectMeta) {
+        let name = meta.name.clone().unwrap_or_default();
+        let key = (kind, meta.namespace.clone(), name);
+        let owner = owner_of(meta);
+        if self.owner_of_child.get(&key) == owner.as_ref() {
+            return;
+        }
+        if let Some(previous) = self.owner_of_child.remove(&key) {
+            remove_from(&mut self.children, &previous, &key);
+        }
+        if let Some(owner) = owner {
+            self.children
+                .entry(owner.clone())
+                .or_default()
+                .insert(key.clone());
+            self.owner_of_child.insert(key, owner);
+        }
+    }
+
+    pub fn remove_child(&mut self, kind: ChildKind, namespace: Option<&str>, name: &str) {
+        let key = (kind, namespace.map(str::to_string), name.to_string());
+        if let Some(owner) = self.owner_of_child.remove(&key) {
+            remove_from(&mut self.children, &owner, &key);
+        }
+    }
+
+    /// After a relist of one child kind: drops the children the new list does not hold.
+    pub fn retain_children(&mut self, kind: ChildKind, mut exists: impl FnMut(&ChildKey) -> bool) {
+        let gone: Vec<ChildKey> = self
+            .owner_of_child
+            .keys()
+            .filter(|k| k.0 == kind && !exists(k))
+            .cloned()
+            .collect();
+        for (k, ns, name) in gone {
+            self.remove_child(k, ns.as_deref(), &name);
+        }
+    }
+
+    /// After a relist: drops the apps, policies, networks, Services or Namespaces the new
+    /// list does not hold.
+    pub fn retain_apps(&mut self, mut exists: impl FnMut(&Key) -> bool) {
+        let gone: Vec<Key> = self
+            .ctx
+            .apps
+            .keys()
+            .filter(|k| !exists(k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            self.remove_app(&ns, &name);
+        }
+    }
+    pub fn retain_policies(&mut self, mut exists: impl FnMut(&Key) -> bool) {
+        let gone: Vec<Key> = self
+            .policies
+            .keys()
+            .filter(|k| !exists(k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            self.remove_policy(&ns, &name);
+        }
+    }
+    pub fn retain_networks(&mut self, mut exists: impl FnMut(&str) -> bool) {
+        let gone: Vec<String> = self
+            .ctx
+            .networks
+            .keys()
+            .filter(|k| !exists(k))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove_network(&name);
+        }
+    }
+    pub fn retain_services(&mut self, mut exists: impl FnMut(&Key) -> bool) {
+        let gone: Vec<Key> = self
+            .ctx
+            .services
+            .keys()
+            .filter(|k| !exists(k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            self.remove_service(&ns, &name);
+        }
+    }
+    pub fn retain_namespaces(&mut self, mut exists: impl FnMut(&str) -> bool) {
+        let gone: Vec<String> = self
+            .ctx
+            .namespaces
+            .keys()
+            .filter(|k| !exists(k))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove_namespace(&name);
+        }
+    }
+
+    // --- Queries -------------------------------------------------------------------
+
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<&Arc<EgressPolicy>> {
+        self.policies
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn apps_on(&self, network: &str) -> impl Iterator<Item = &Key> {
+        self.apps_by_network.get(network).into_iter().flatten()
+    }
+
+    pub fn app_count(&self, network: &str) -> usize {
+        self.apps_by_network.get(network).map_or(0, BTreeSet::len)
+    }
+
+    pub fn policies_on(&self, network: &str) -> impl Iterator<Item = &Key> {
+        self.policies_by_network.get(network).into_iter().flatten()
+    }
+
+    /// Who names app (`is_app`) or Service `namespace/name` as a peer.
+    pub fn referrers(&self, is_app: bool, namespace: &str, name: &str) -> Option<&Referrers> {
+        self.referrers
+            .get(&(is_app, (namespace.to_string(), name.to_string())))
+    }
+
+    /// Networks whose ingress tier takes its addresses from Service `namespace/name`.
+    pub fn networks_of_tier_service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Iterator<Item = &String> {
+        self.tier_services
+            .get(&(namespace.to_string(), name.to_string()))
+            .into_iter()
+            .flatten()
+    }
+
+    /// Apps other than `except` naming one of `hosts` (routes or tcp).
+    pub fn apps_sharing_hosts<'a>(
+        &'a self,
+        hosts: impl Iterator<Item = &'a String>,
+        except: &'a Key,
+    ) -> BTreeSet<Key> {
+        let mut out = BTreeSet::new();
+        for h in hosts {
+            for (_, ns, name) in self.ctx.claimants(h) {
+                if ns != &except.0 || name != &except.1 {
+                    out.insert((ns.clone(), name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Our LoadBalancer Services.
+    pub fn load_balancers(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.load_balancers
+            .iter()
+            .filter_map(|k| self.ctx.services.get(k))
+    }
+
+    /// How many children of ours the caches hold, per kind (the children-managed gauge).
+    pub fn count_children(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: std::collections::BTreeMap<ChildKind, usize> =
+            ChildKind::ALL.iter().map(|k| (*k, 0)).collect();
+        for (kind, ..) in self.owner_of_child.keys() {
+            *counts.entry(*kind).or_default() += 1;
+        }
+        counts.into_iter().map(|(k, n)| (k.kind(), n)).collect()
+    }
+
+    /// The children the caches hold for `owner`.
+    pub fn children_of(&self, owner: &OwnerKey) -> Vec<ChildKey> {
+        self.children
+            .get(owner)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The hosts of an app and of the app it replaced, for triggering their other claimants.
+pub fn hosts_of<'a>(new: Option<&'a ExposedApp>, old: Option<&'a ExposedApp>) -> Vec<&'a String> {
+    let mut out: Vec<&String> = new.into_iter().flat_map(app_hosts).collect();
+    out.extend(old.into_iter().flat_map(app_hosts));
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app(ns: &str, name: &str, mut spec: serde_json::Value) -> Arc<ExposedApp> {
+        spec["ports"] = json!([{"name": "http", "port": 80}]);
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ExposedApp",
+                "metadata": {"name": name, "namespace": ns}, "spec": spec,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn service(ns: &str, name: &str, labels: serde_json::Value, ty: &str) -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"type": ty},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn key(ns: &str, name: &str) -> Key {
+        (ns.into(), name.into())
+    }
+
+    #[test]
+    fn apps_are_indexed_by_network_peer_and_host_and_unindexed_on_change() {
+        let mut ix = Index::default();
+        ix.upsert_app(app("a", "web", json!({"network": "n1", "selector": {"x": "y"}, "routes": [{"hosts": ["w.example.com"]}]})));
+        ix.upsert_app(app(
+            "b",
+            "api",
+            json!({"network": "n1", "selector": {"x": "y"},
+            "allowFrom": [{"app": {"name": "web", "namespace": "a"}}, {"service": {"name": "db"}}],
+            "routes": [{"hosts": ["w.example.com"]}]}),
+        ));
+        assert_eq!(ix.app_count("n1"), 2);
+        assert_eq!(
+            ix.referrers(true, "a", "web").unwrap().apps,
+            BTreeSet::from([key("b", "api")])
+        );
+        assert_eq!(
+            ix.referrers(false, "b", "db").unwrap().apps,
+            BTreeSet::from([key("b", "api")])
+        );
+        let web = key("a", "web");
+        let hosts = ["w.example.com".to_string()];
+        assert_eq!(
+            ix.apps_sharing_hosts(hosts.iter(), &web),
+            BTreeSet::from([key("b", "api")])
+        );
+
+        // api moves network, drops its peers and its host.
+        let old = ix.upsert_app(app(
+            "b",
+            "api",
+            json!({"network": "n2", "selector": {"x": "y"}}),
+        ));
+        assert!(old.is_some());
+        assert_eq!(ix.app_count("n1"), 1);
+        assert_eq!(ix.app_count("n2"), 1);
+        assert!(ix.referrers(true, "a", "web").is_none());
+        assert!(ix.referrers(false, "b", "db").is_none());
+        assert!(ix.apps_sharing_hosts(hosts.iter(), &web).is_empty());
+
+        ix.retain_apps(|k| k.1 == "web");
+        assert_eq!(ix.app_count("n2"), 0);
+        assert!(ix.ctx.app("b", "api").is_none());
+        assert!(ix.ctx.app("a", "web").is_some());
+    }
+
+    #[test]
+    fn children_follow_their_owner_labels() {
+        let mut ix = Index::default();
+        let ours = json!({"app.kubernetes.io/managed-by": "gatehouse", "gatehouse.dev/owner-kind": "ExposedApp",
+            "gatehouse.dev/owner-name": "web", "gatehouse.dev/owner-namespace": "a"});
+        ix.upsert_service(service("a", "web-external", ours.clone(), "LoadBalancer"));
+        ix.upsert_service(service("a", "other", json!({}), "LoadBalancer"));
+        let owner: OwnerKey = ("ExposedApp".into(), Some("a".into()), "web".into());
+        assert_eq!(
+            ix.children_of(&owner),
+            vec![(ChildKind::Service, Some("a".into()), "web-external".into())]
+        );
+        assert_eq!(ix.load_balancers().count(), 1);
+        // Labels removed by hand: no longer ours, no longer counted.
+        ix.upsert_service(service("a", "web-external", json!({}), "LoadBalancer"));
+        assert!(ix.children_of(&owner).is_empty());
+        assert_eq!(ix.load_balancers().count(), 0);
+        ix.upsert_service(service("a", "web-external", ours, "LoadBalancer"));
+        ix.remove_service("a", "web-external");
+        assert!(ix.children_of(&owner).is_empty());
+        assert!(ix.ctx.service("a", "web-external").is_none());
+    }
+
+    #[test]
+    fn networks_index_the_services_their_tiers_read() {
+        let mut ix = Index::default();
+        let n: ClusterNetwork = serde_json::from_value(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ClusterNetwork", "metadata": {"name": "n1"},
+            "spec": {"ingress": {"external": {"className": "x", "service": {"namespace": "ing", "name": "lb"}}}},
+        }))
+        .unwrap();
+        ix.upsert_network(Arc::new(n));
+        assert_eq!(
+            ix.networks_of_tier_service("ing", "lb").collect::<Vec<_>>(),
+            vec!["n1"]
+        );
+        ix.remove_network("n1");
+        assert_eq!(ix.networks_of_tier_service("ing", "lb").count(), 0);
+    }
+}
