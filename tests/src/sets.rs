@@ -97,3 +97,34 @@ pub fn played_load_balancer(objects: &[Value]) -> Option<String> {
         .find(|p| matches!(*p, "Hetzner" | "Cilium"))
         .map(str::to_string)
 }
+
+/// Every child the loaded inputs render to (networks, apps, policies), as the operator would
+/// create them; panics naming the kind when one does not render.
+pub fn render_all(
+    inputs: &gatehouse_operator::input::Inputs,
+) -> Vec<gatehouse_operator::render::Child> {
+    use gatehouse_operator::render;
+    let mut out = Vec::new();
+    for (_, n) in &inputs.networks {
+        out.extend(
+            render::render_cluster_network(n, &inputs.ctx)
+                .expect("network renders")
+                .children,
+        );
+    }
+    for (_, a) in &inputs.apps {
+        out.extend(
+            render::render_exposed_app(a, &inputs.ctx)
+                .expect("app renders")
+                .children,
+        );
+    }
+    for (_, p) in &inputs.policies {
+        out.extend(
+            render::render_egress_policy(p, &inputs.ctx)
+                .expect("policy renders")
+                .children,
+        );
+    }
+    out
+}

@@ -417,11 +417,13 @@ fn table(set: &str, rows: &[Row]) -> String {
     out
 }
 
-/// The sets the data path runs: every sample set, and the Traefik-flavoured sign-in set
-/// (no seed has sign-in on a Traefik tier).
+/// The sets the data path runs: every sample set, the Traefik-flavoured sign-in set (no
+/// seed has sign-in on a Traefik tier), and plain http on an Nginx tier (no seed turns the
+/// redirect off or serves a route without TLS).
 fn datapath_sets() -> Vec<std::path::PathBuf> {
     let mut sets = sample_sets();
     sets.push(root().join("tests/fixtures/datapath/traefik-signin"));
+    sets.push(root().join("tests/fixtures/datapath/nginx-http"));
     sets
 }
 

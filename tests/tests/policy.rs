@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use gatehouse_operator::input;
-use gatehouse_operator::render::{self, ChildKind};
+use gatehouse_operator::render::ChildKind;
 use gatehouse_tests::policy::*;
 use gatehouse_tests::*;
 use serde_json::{Value, json};
@@ -43,28 +43,7 @@ fn rendered_network_policies(set: &std::path::Path, namespaces: &[Value]) -> Vec
             .ctx
             .add_namespace(serde_json::from_value(n.clone()).expect("a Namespace"));
     }
-    let mut out = Vec::new();
-    for (_, n) in &inputs.networks {
-        out.extend(
-            render::render_cluster_network(n, &inputs.ctx)
-                .expect("network renders")
-                .children,
-        );
-    }
-    for (_, a) in &inputs.apps {
-        out.extend(
-            render::render_exposed_app(a, &inputs.ctx)
-                .expect("app renders")
-                .children,
-        );
-    }
-    for (_, p) in &inputs.policies {
-        out.extend(
-            render::render_egress_policy(p, &inputs.ctx)
-                .expect("policy renders")
-                .children,
-        );
-    }
+    let out = gatehouse_tests::sets::render_all(&inputs);
     out.into_iter()
         .filter(|c| c.kind == ChildKind::NetworkPolicy)
         .map(|c| c.object)

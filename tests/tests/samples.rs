@@ -42,29 +42,7 @@ async fn expected_children(client: &Client, set: &std::path::Path) -> Vec<render
     {
         inputs.ctx.add_namespace(n);
     }
-    let mut out = Vec::new();
-    for (_, n) in &inputs.networks {
-        out.extend(
-            render::render_cluster_network(n, &inputs.ctx)
-                .expect("network renders")
-                .children,
-        );
-    }
-    for (_, a) in &inputs.apps {
-        out.extend(
-            render::render_exposed_app(a, &inputs.ctx)
-                .expect("app renders")
-                .children,
-        );
-    }
-    for (_, p) in &inputs.policies {
-        out.extend(
-            render::render_egress_policy(p, &inputs.ctx)
-                .expect("policy renders")
-                .children,
-        );
-    }
-    out
+    gatehouse_tests::sets::render_all(&inputs)
 }
 
 /// Live Gatehouse children whose owner is one of `owners`.
