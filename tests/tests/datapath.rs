@@ -261,10 +261,15 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
                     let got = request(&browser, &url, &main, issuer).await;
                     row(scheme, &main, got);
                     if tls {
-                        let http = if redirect {
-                            Expect::Redirect(format!("https://{host}{path}"))
-                        } else {
-                            main.clone()
+                        // Plain http carries no certificate: the same answer, without one.
+                        let http = match &main {
+                            _ if redirect => Expect::Redirect(format!("https://{host}{path}")),
+                            Expect::Backend { app, .. } => Expect::Backend {
+                                app: app.clone(),
+                                cert: None,
+                            },
+                            Expect::SignIn { .. } => Expect::SignIn { cert: None },
+                            other => other.clone(),
                         };
                         let got =
                             request(&browser, &format!("http://{host}{path}"), &http, issuer).await;
