@@ -218,6 +218,9 @@ pub async fn run(
                 Api::all_with(client.clone(), &ar);
             let events = watcher(meta_api, watcher::Config::default().page_size(100))
                 .default_backoff()
+                .modify(|o: &mut kube::api::PartialObjectMeta<DynamicObject>| {
+                    keep_only_managers(&mut o.metadata)
+                })
                 .reflect(writer);
             let ar = ar.clone();
             child_streams.push(on_events(
@@ -243,7 +246,10 @@ pub async fn run(
             full_children.insert(kind, writer.as_reader());
             let (t, ix, store) = (triggers.clone(), index.clone(), writer.as_reader());
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            let events = watcher(api, managed()).default_backoff().reflect(writer);
+            let events = watcher(api, managed())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+                .reflect(writer);
             child_streams.push(on_events(
                 events,
                 move |e: watcher::Event<DynamicObject>| {
@@ -282,11 +288,13 @@ pub async fn run(
     });
 
     // Watches feeding the caches, the index and the dependency triggers. Objects enter the
-    // index as the caches share them (the Arc in the store), so they are held once.
+    // index as the caches share them (the Arc in the store), so they are held once; no cache
+    // keeps managedFields (nothing reads them there), which are a large part of each object.
     let page = || watcher::Config::default().page_size(100);
     let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let net_events = watcher(Api::<ClusterNetwork>::all(client.clone()), page())
         .default_backoff()
+        .modify(|o: &mut ClusterNetwork| o.managed_fields_mut().clear())
         .reflect_shared(net_writer);
     drivers.push(on_events(
         net_events,
@@ -316,6 +324,7 @@ pub async fn run(
     let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let app_events = watcher(Api::<ExposedApp>::all(client.clone()), page())
         .default_backoff()
+        .modify(|o: &mut ExposedApp| o.managed_fields_mut().clear())
         .reflect_shared(app_writer);
     drivers.push(on_events(
         app_events,
@@ -347,6 +356,7 @@ pub async fn run(
     let (ix, st) = (index.clone(), stores.clone());
     let egress_events = watcher(Api::<EgressPolicy>::all(client.clone()), page())
         .default_backoff()
+        .modify(|o: &mut EgressPolicy| o.managed_fields_mut().clear())
         .reflect_shared(egress_writer);
     drivers.push(on_events(
         egress_events,
@@ -375,6 +385,7 @@ pub async fn run(
     );
     let svc_events = watcher(Api::<Service>::all(client.clone()), page())
         .default_backoff()
+        .modify(|o: &mut Service| o.managed_fields_mut().clear())
         .reflect(svc_writer);
     drivers.push(on_events(svc_events, move |e: watcher::Event<Service>| {
         use watcher::Event::*;
@@ -411,6 +422,7 @@ pub async fn run(
     let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let ns_events = watcher(Api::<Namespace>::all(client.clone()), page())
         .default_backoff()
+        .modify(|o: &mut Namespace| o.managed_fields_mut().clear())
         .reflect(ns_writer);
     drivers.push(on_events(ns_events, move |e: watcher::Event<Namespace>| {
         use watcher::Event::*;
@@ -642,6 +654,17 @@ where
             future::ready(())
         })
         .boxed()
+}
+
+/// What the metadata caches keep of managedFields: who wrote (manager, operation,
+/// subresource), not the field sets, which are most of an object's metadata and which no
+/// step reads (apply::written_only_by_us needs only the managers).
+fn keep_only_managers(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    for f in meta.managed_fields.iter_mut().flatten() {
+        f.fields_v1 = None;
+        f.fields_type = None;
+        f.time = None;
+    }
 }
 
 /// The cache's own shared copy of an object just reflected (so the index holds no second
