@@ -8,7 +8,9 @@ use kube::Client;
 use kube::api::{Api, DeleteParams};
 use serde_json::Value;
 
-use crate::{condition, deletable_namespaces, eventually, gatehouse_api};
+use crate::{
+    apply, condition, deletable_namespaces, eventually, gatehouse_api, play_load_balancers,
+};
 
 /// Gatehouse objects of a set: (kind, namespace, name).
 pub fn owners(objects: &[Value]) -> Vec<(String, Option<String>, String)> {
@@ -127,4 +129,50 @@ pub fn render_all(
         );
     }
     out
+}
+
+/// Applies a set: its Namespaces first, then everything else; panics naming the set.
+pub async fn apply_set(client: &Client, set: &str, objects: &[Value]) {
+    for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
+        apply(client, obj, false).await.unwrap();
+    }
+    for obj in objects.iter().filter(|o| o["kind"] != "Namespace") {
+        apply(client, obj, false)
+            .await
+            .unwrap_or_else(|e| panic!("{set}: {e}"));
+    }
+}
+
+/// The names of the set's Namespace objects.
+pub fn namespaces_of(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Namespace")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits up to 120 s until every one of `owners` is Ready, playing the load balancers of
+/// `namespaces` meanwhile when `played` (those that cannot run here); returns how long it
+/// took, or panics with the first object that is not Ready.
+pub async fn converge(
+    client: &Client,
+    set: &str,
+    owners: &[(String, Option<String>, String)],
+    namespaces: &[String],
+    played: bool,
+) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if played {
+            play_load_balancers(client, namespaces).await;
+        }
+        match all_ready(client, owners).await {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() > Duration::from_secs(120) => {
+                panic!("{set}: not Ready after 120 s: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use gatehouse_tests::datapath::{self, Answer, Browser, SignIn};
 use gatehouse_tests::policy;
-use gatehouse_tests::sets::{all_ready, delete_set, owners, played_load_balancer};
+use gatehouse_tests::sets::{
+    apply_set, converge, delete_set, namespaces_of, owners, played_load_balancer,
+};
 use gatehouse_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -447,14 +449,7 @@ async fn every_set_serves_https_from_its_pods_through_real_traefik() {
         let owners = owners(&objects);
         let played = played_load_balancer(&objects);
         let _metallb_paused = played.as_ref().map(|_| pause("metallb"));
-        for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
-            apply(&client, obj, false).await.unwrap();
-        }
-        for obj in objects.iter().filter(|o| o["kind"] != "Namespace") {
-            apply(&client, obj, false)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
+        apply_set(&client, &name, &objects).await;
         let classes = datapath::ingress_classes(&objects);
         for c in &classes {
             apply(&client, c, false).await.unwrap();
@@ -472,22 +467,8 @@ async fn every_set_serves_https_from_its_pods_through_real_traefik() {
             apply(&client, p, false).await.unwrap();
         }
         datapath::start_traefik(&objects);
-        let namespaces: Vec<String> = objects
-            .iter()
-            .filter(|o| o["kind"] == "Namespace")
-            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if played.is_some() {
-                play_load_balancers(&client, &namespaces).await;
-            }
-            match all_ready(&client, &owners).await {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => panic!("{name}: not Ready after 120 s: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-            }
-        }
+        let namespaces = namespaces_of(&objects);
+        converge(&client, &name, &owners, &namespaces, played.is_some()).await;
         workloads_available(&client, &workloads).await;
         probe_pods_running(&client, &probe_pods).await;
         let rows = requests(&client, &name, &objects, &issuer).await;

@@ -8,12 +8,14 @@
 //! one status write. Sets run one after another: they reuse names.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gatehouse_operator::input;
 use gatehouse_operator::reconcile::apply::{contains, first_difference};
 use gatehouse_operator::render::{self, ChildKind};
-use gatehouse_tests::sets::{all_ready, delete_set, owners, played_load_balancer};
+use gatehouse_tests::sets::{
+    apply_set, converge, delete_set, namespaces_of, owners, played_load_balancer,
+};
 use gatehouse_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
@@ -208,35 +210,11 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             println!("{name}: {provider} load balancer PLAYED; MetalLB stopped for this set");
             pause("metallb")
         });
-        for obj in objects.iter().filter(|o| o["kind"] == "Namespace") {
-            apply(&client, obj, false).await.unwrap();
-        }
-        for obj in objects.iter().filter(|o| o["kind"] != "Namespace") {
-            apply(&client, obj, false)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        let namespaces: Vec<String> = objects
-            .iter()
-            .filter(|o| o["kind"] == "Namespace")
-            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-            .collect();
+        apply_set(&client, &name, &objects).await;
+        let namespaces = namespaces_of(&objects);
 
         // Converge on the real controllers (playing only the load balancers above).
-        let start = Instant::now();
-        loop {
-            if played.is_some() {
-                play_load_balancers(&client, &namespaces).await;
-            }
-            match all_ready(&client, &owners).await {
-                Ok(()) => break,
-                Err(e) if start.elapsed() > Duration::from_secs(120) => {
-                    panic!("{name}: not Ready after 120 s: {e}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-            }
-        }
-        let converged = start.elapsed();
+        let converged = converge(&client, &name, &owners, &namespaces, played.is_some()).await;
 
         // Exactly the expected children, each holding what render says.
         let expected = expected_children(&client, &set).await;
