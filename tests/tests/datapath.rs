@@ -133,13 +133,24 @@ async fn request(
     }
 }
 
-/// The addresses a tier's BIND server answers for a host (A, else AAAA).
-fn resolve(tier: &str, host: &str) -> Vec<String> {
-    let a = dig(tier, host, "A");
-    if !a.records.is_empty() {
-        return a.records;
+/// The addresses a tier's BIND server answers for a host (A, else AAAA), waiting up to 30 s
+/// for them: external-dns records the DNSEndpoint's observedGeneration (which `DNSPublished`
+/// reads) when it reads the object, before its RFC 2136 update reaches BIND, so the name can
+/// resolve one sync later than the app turns Ready.
+async fn resolve(tier: &str, host: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for kind in ["A", "AAAA"] {
+            let answer = dig(tier, host, kind);
+            if !answer.records.is_empty() {
+                return answer.records;
+            }
+        }
+        if Instant::now() > deadline {
+            return Vec::new();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    dig(tier, host, "AAAA").records
 }
 
 /// The leaf certificate (PEM, whitespace-normalized) of Secret `ns/name`.
@@ -238,11 +249,11 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
                         continue;
                     }
                     // The name resolves through the tier's BIND server to the tier's addresses.
-                    if dns_enabled && resolve(tier, &host).is_empty() {
+                    if dns_enabled && resolve(tier, &host).await.is_empty() {
                         row(
                             "dns",
                             &Expect::Body("an address".into()),
-                            Err(format!("{host} does not resolve on the {tier} tier")),
+                            Err(format!("{host} does not resolve on the {tier} tier within 30 s")),
                         );
                         continue;
                     }
