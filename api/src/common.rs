@@ -115,21 +115,115 @@ pub mod condition {
     pub const DNS_PUBLISHED: &str = "DNSPublished";
 }
 
-/// Condition reasons (CamelCase), one place so docs and tests agree.
-pub mod reason {
+/// Every reason Gatehouse writes into a condition or an Event, in one place: code branches
+/// on the variant, the API sees [`Reason::as_str`] (CamelCase). README's troubleshooting
+/// table lists each one (a unit test checks both ways).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Everything asked for exists and reports ready.
+    Ready,
+    /// A child is not ready yet.
+    Progressing,
+    /// A field the schema cannot judge is wrong; the message names it.
+    InvalidSpec,
+    /// An object with a child's name exists and is not Gatehouse's.
+    Conflict,
+    /// Another app claimed the host first.
+    HostConflict,
+    /// `spec.domains` does not grant the host's suffix to the namespace.
+    HostNotAllowed,
+    /// `spec.network` names no ClusterNetwork.
+    NetworkNotFound,
+    /// `tcp[].proxyProtocol` with a provider that cannot send it.
+    ProxyProtocolUnsupported,
+    /// An `fqdn` peer needs `policy.engine: Cilium`.
+    FqdnUnsupported,
+    /// An `app` or `service` peer does not exist (yet).
+    ReferenceNotFound,
+    /// A child's CRD is not installed in the cluster.
+    KindNotInstalled,
+    /// cert-manager has not issued the Certificate.
+    WaitingForCertificate,
+    /// A LoadBalancer Service has no address yet, or a tier's addresses are unknown.
+    WaitingForAddress,
+    /// external-dns has not read the DNSEndpoint's current generation.
+    WaitingForDns,
     /// Event: external-dns did not acknowledge the removal of a deleted app's records in
     /// time; its routes were removed anyway.
-    pub const DNS_TEARDOWN_UNCONFIRMED: &str = "DNSTeardownUnconfirmed";
-    pub const READY: &str = "Ready";
-    pub const PROGRESSING: &str = "Progressing";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const CONFLICT: &str = "Conflict";
-    pub const HOST_CONFLICT: &str = "HostConflict";
-    pub const NETWORK_NOT_FOUND: &str = "NetworkNotFound";
-    pub const PROXY_PROTOCOL_UNSUPPORTED: &str = "ProxyProtocolUnsupported";
-    pub const FQDN_UNSUPPORTED: &str = "FQDNUnsupported";
-    pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
-    pub const WAITING_FOR_CERTIFICATE: &str = "WaitingForCertificate";
-    pub const WAITING_FOR_ADDRESS: &str = "WaitingForAddress";
-    pub const WAITING_FOR_DNS: &str = "WaitingForDNS";
+    DnsTeardownUnconfirmed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 15] = [
+        Reason::Ready,
+        Reason::Progressing,
+        Reason::InvalidSpec,
+        Reason::Conflict,
+        Reason::HostConflict,
+        Reason::HostNotAllowed,
+        Reason::NetworkNotFound,
+        Reason::ProxyProtocolUnsupported,
+        Reason::FqdnUnsupported,
+        Reason::ReferenceNotFound,
+        Reason::KindNotInstalled,
+        Reason::WaitingForCertificate,
+        Reason::WaitingForAddress,
+        Reason::WaitingForDns,
+        Reason::DnsTeardownUnconfirmed,
+    ];
+
+    /// The reason as conditions and Events carry it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ready => "Ready",
+            Reason::Progressing => "Progressing",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::Conflict => "Conflict",
+            Reason::HostConflict => "HostConflict",
+            Reason::HostNotAllowed => "HostNotAllowed",
+            Reason::NetworkNotFound => "NetworkNotFound",
+            Reason::ProxyProtocolUnsupported => "ProxyProtocolUnsupported",
+            Reason::FqdnUnsupported => "FQDNUnsupported",
+            Reason::ReferenceNotFound => "ReferenceNotFound",
+            Reason::KindNotInstalled => "KindNotInstalled",
+            Reason::WaitingForCertificate => "WaitingForCertificate",
+            Reason::WaitingForAddress => "WaitingForAddress",
+            Reason::WaitingForDns => "WaitingForDNS",
+            Reason::DnsTeardownUnconfirmed => "DNSTeardownUnconfirmed",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    /// README's troubleshooting table names exactly the reasons there are.
+    #[test]
+    fn every_reason_is_in_the_readme_table_and_nothing_else() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("## Troubleshooting by condition")
+            .nth(1)
+            .expect("README has its troubleshooting section");
+        let listed: std::collections::BTreeSet<&str> = table
+            .lines()
+            .take_while(|l| !l.starts_with("## "))
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let events_only = [Reason::DnsTeardownUnconfirmed];
+        let known: std::collections::BTreeSet<&str> = Reason::ALL
+            .iter()
+            .filter(|r| !events_only.contains(r))
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(listed, known);
+    }
 }

@@ -253,7 +253,9 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
                         row(
                             "dns",
                             &Expect::Body("an address".into()),
-                            Err(format!("{host} does not resolve on the {tier} tier within 30 s")),
+                            Err(format!(
+                                "{host} does not resolve on the {tier} tier within 30 s"
+                            )),
                         );
                         continue;
                     }

@@ -10,9 +10,8 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::exposed_app::{converge, drop_unserved, publish_stalled};
 use super::status::{self, Assessment};
-use super::{RESYNC, Shared};
+use super::{RESYNC, Shared, apply, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner, ip, pool};
 
@@ -29,22 +28,30 @@ pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Acti
     .await
 }
 
+/// The driver: snapshot -> validate -> render -> plan -> execute -> readiness ->
+/// conditions -> status, each a named step (steps.rs).
 #[instrument(skip_all, fields(network = %network.name_any()))]
 async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
     let owner = Owner::of(network.as_ref());
+    let rendered = steps::snapshot(&ctx, |snapshot| {
+        render::validate::cluster_network(&network)
+            .map(|valid| render::cluster_network(&valid, snapshot))
+    });
     let mut a = Assessment::default();
-    // Render reads the index under its lock: pure and synchronous, no await inside.
-    let result = render::render_cluster_network(
-        &network,
-        &ctx.index.read().unwrap_or_else(|e| e.into_inner()).ctx,
-    );
-    match result {
-        Err(findings) => a.blocking = findings.0,
-        Ok(mut rendered) => {
-            let mut findings = rendered.findings.0.clone();
-            drop_unserved(&mut rendered, &ctx, &mut findings);
-            a.findings = findings;
-            converge(&owner, &rendered, &ctx, &mut a).await?;
+    match rendered {
+        Err(blocking) => a.blocking = blocking.0,
+        Ok(rendered) => {
+            let mut findings = rendered.findings.0;
+            let children = steps::servable(rendered.children, &ctx, &mut findings);
+            let plan = steps::plan(&owner, &children, &ctx);
+            let outcomes = apply::execute(&ctx, plan).await?;
+            let ready = steps::readiness(&outcomes, &ctx);
+            a = Assessment {
+                findings,
+                conflicts: steps::conflicts(&outcomes),
+                resources: readiness::resources(&owner, &ready),
+                ..Assessment::default()
+            };
         }
     }
     let name = network.name_any();
@@ -60,17 +67,8 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
             .unwrap_or_else(|e| e.into_inner())
             .app_count(&name) as i64,
     };
-    if status != previous {
-        let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
-        super::apply_status(&api, "ClusterNetwork", &name, &status).await?;
-        publish_stalled(
-            network.as_ref(),
-            &previous.conditions,
-            &status.conditions,
-            &ctx,
-        )
-        .await;
-    }
+    let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
+    steps::write_status(&ctx, &api, network.as_ref(), &previous, &status).await?;
     Ok(Action::requeue(RESYNC))
 }
 

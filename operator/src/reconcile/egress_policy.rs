@@ -9,9 +9,8 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::exposed_app::{converge, drop_unserved, publish_stalled};
 use super::status::{self, Assessment};
-use super::{RESYNC, Shared};
+use super::{RESYNC, Shared, apply, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner};
 
@@ -28,25 +27,33 @@ pub async fn reconcile(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action>
     .await
 }
 
+/// The driver: snapshot -> validate -> render -> plan -> execute -> readiness ->
+/// conditions -> status, each a named step (steps.rs).
 #[instrument(skip_all, fields(policy = %format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())))]
 async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action> {
     let owner = Owner::of(policy.as_ref());
+    let rendered = steps::snapshot(&ctx, |snapshot| {
+        render::validate::egress_policy(&policy, snapshot)
+            .map(|valid| render::egress_policy(&valid, snapshot))
+    });
     let mut a = Assessment::default();
     let mut resolved_peers = Vec::new();
     let mut rule_count = 0;
-    // Render reads the index under its lock: pure and synchronous, no await inside.
-    let result = render::render_egress_policy(
-        &policy,
-        &ctx.index.read().unwrap_or_else(|e| e.into_inner()).ctx,
-    );
-    match result {
-        Err(findings) => a.blocking = findings.0,
-        Ok(mut rendered) => {
-            let mut findings = rendered.findings.0.clone();
-            drop_unserved(&mut rendered, &ctx, &mut findings);
-            a.findings = findings;
-            converge(&owner, &rendered, &ctx, &mut a).await?;
-            resolved_peers = rendered.resolved_peers.clone();
+    match rendered {
+        Err(blocking) => a.blocking = blocking.0,
+        Ok(rendered) => {
+            let mut findings = rendered.findings.0;
+            let children = steps::servable(rendered.children, &ctx, &mut findings);
+            let plan = steps::plan(&owner, &children, &ctx);
+            let outcomes = apply::execute(&ctx, plan).await?;
+            let ready = steps::readiness(&outcomes, &ctx);
+            a = Assessment {
+                findings,
+                conflicts: steps::conflicts(&outcomes),
+                resources: readiness::resources(&owner, &ready),
+                ..Assessment::default()
+            };
+            resolved_peers = rendered.resolved_peers;
             rule_count = policy.spec.rules.len() as i64;
         }
     }
@@ -57,20 +64,11 @@ async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action
         conditions: status::conditions(&a, policy.meta().generation, &previous.conditions, &now),
         rule_count,
         resolved_peers,
-        resources: a.resources.clone(),
+        resources: a.resources,
     };
-    if status != previous {
-        let api: Api<EgressPolicy> =
-            Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-        super::apply_status(&api, "EgressPolicy", &policy.name_any(), &status).await?;
-        publish_stalled(
-            policy.as_ref(),
-            &previous.conditions,
-            &status.conditions,
-            &ctx,
-        )
-        .await;
-    }
+    let api: Api<EgressPolicy> =
+        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    steps::write_status(&ctx, &api, policy.as_ref(), &previous, &status).await?;
     Ok(Action::requeue(RESYNC))
 }
 

@@ -25,7 +25,7 @@ pub type Key = (String, String);
 /// (kind, namespace, name) of a Gatehouse owner, as its children's labels name it.
 pub type OwnerKey = (String, Option<String>, String);
 /// (kind, namespace, name) of a child.
-pub type ChildKey = (ChildKind, Option<String>, String);
+pub use crate::render::ChildKey;
 
 /// Apps and policies that name one object as a peer.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -8,7 +8,10 @@ pub mod cluster_network;
 pub mod egress_policy;
 pub mod exposed_app;
 pub mod index;
+pub mod plan;
+pub mod readiness;
 pub mod status;
+pub mod steps;
 pub mod stores;
 pub mod triggers;
 

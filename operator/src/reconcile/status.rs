@@ -1,7 +1,7 @@
 //! Pure status logic: from what a reconcile found to kstatus conditions. No I/O, no clock
 //! (the time is passed in), so a status that did not change compares equal and is not written.
 
-use gatehouse_api::{Condition, ResourceStatus, condition, reason};
+use gatehouse_api::{Condition, Reason, ResourceStatus, condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::render::Finding;
@@ -10,7 +10,7 @@ use crate::render::Finding;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detail {
     pub ok: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -34,7 +34,7 @@ pub struct Assessment {
 fn cond(
     type_: &str,
     ok: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
     now: &Time,
@@ -42,7 +42,7 @@ fn cond(
     Condition {
         type_: type_.to_string(),
         status: if ok { "True" } else { "False" }.to_string(),
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         message,
         observed_generation: generation,
         last_transition_time: now.clone(),
@@ -57,32 +57,28 @@ pub fn conditions(
     previous: &[Condition],
     now: &Time,
 ) -> Vec<Condition> {
-    let stalled: Option<(String, String)> = a
+    let stalled: Option<(Reason, String)> = a
         .blocking
         .first()
-        .map(|f| (f.reason.to_string(), format!("{}: {}", f.field, f.message)))
-        .or_else(|| {
-            a.conflicts
-                .first()
-                .map(|c| (reason::CONFLICT.to_string(), c.clone()))
-        })
+        .map(|f| (f.reason, format!("{}: {}", f.field, f.message)))
+        .or_else(|| a.conflicts.first().map(|c| (Reason::Conflict, c.clone())))
         .or_else(|| {
             a.findings
                 .iter()
                 .find(|f| f.stalls)
-                .map(|f| (f.reason.to_string(), format!("{}: {}", f.field, f.message)))
+                .map(|f| (f.reason, format!("{}: {}", f.field, f.message)))
         });
 
     // What still has to happen before the object is Ready, first cause first.
-    let mut pending: Vec<(String, String)> = Vec::new();
+    let mut pending: Vec<(Reason, String)> = Vec::new();
     for d in [&a.certificate, &a.address, &a.dns].into_iter().flatten() {
         if !d.ok {
-            pending.push((d.reason.clone(), d.message.clone()));
+            pending.push((d.reason, d.message.clone()));
         }
     }
     for r in a.resources.iter().filter(|r| !r.ready) {
         pending.push((
-            reason::PROGRESSING.to_string(),
+            Reason::Progressing,
             format!(
                 "{} {} is not ready{}",
                 r.kind,
@@ -95,17 +91,24 @@ pub fn conditions(
         ));
     }
     for f in a.findings.iter().filter(|f| !f.stalls) {
-        pending.push((f.reason.to_string(), format!("{}: {}", f.field, f.message)));
+        pending.push((f.reason, format!("{}: {}", f.field, f.message)));
     }
 
     let mut out = Vec::new();
     match (&stalled, pending.first()) {
         (Some((r, m)), _) => {
-            out.push(cond(condition::READY, false, r, m.clone(), generation, now));
+            out.push(cond(
+                condition::READY,
+                false,
+                *r,
+                m.clone(),
+                generation,
+                now,
+            ));
             out.push(cond(
                 condition::RECONCILING,
                 false,
-                r,
+                *r,
                 "cannot progress without a change".into(),
                 generation,
                 now,
@@ -113,18 +116,25 @@ pub fn conditions(
             out.push(cond(
                 condition::STALLED,
                 true,
-                r,
+                *r,
                 m.clone(),
                 generation,
                 now,
             ));
         }
         (None, Some((r, m))) => {
-            out.push(cond(condition::READY, false, r, m.clone(), generation, now));
+            out.push(cond(
+                condition::READY,
+                false,
+                *r,
+                m.clone(),
+                generation,
+                now,
+            ));
             out.push(cond(
                 condition::RECONCILING,
                 true,
-                r,
+                *r,
                 m.clone(),
                 generation,
                 now,
@@ -132,7 +142,7 @@ pub fn conditions(
             out.push(cond(
                 condition::STALLED,
                 false,
-                reason::PROGRESSING,
+                Reason::Progressing,
                 "progressing".into(),
                 generation,
                 now,
@@ -143,7 +153,7 @@ pub fn conditions(
             out.push(cond(
                 condition::READY,
                 true,
-                reason::READY,
+                Reason::Ready,
                 msg,
                 generation,
                 now,
@@ -151,7 +161,7 @@ pub fn conditions(
             out.push(cond(
                 condition::RECONCILING,
                 false,
-                reason::READY,
+                Reason::Ready,
                 "up to date".into(),
                 generation,
                 now,
@@ -159,7 +169,7 @@ pub fn conditions(
             out.push(cond(
                 condition::STALLED,
                 false,
-                reason::READY,
+                Reason::Ready,
                 "up to date".into(),
                 generation,
                 now,
@@ -175,7 +185,7 @@ pub fn conditions(
             out.push(cond(
                 type_,
                 d.ok,
-                &d.reason,
+                d.reason,
                 d.message.clone(),
                 generation,
                 now,
@@ -190,81 +200,6 @@ pub fn conditions(
         }
     }
     out
-}
-
-/// Readiness of one child from its cached content (None: content not cached, only that it
-/// exists). Services of type LoadBalancer need an address, Certificates their Ready
-/// condition for the current generation, DNSEndpoints an observedGeneration that caught up
-/// (external-dns writes it when its source has read the current generation, just before
-/// it sends the records to the provider); everything else is ready once it exists.
-pub fn child_ready(
-    kind: crate::render::ChildKind,
-    live: Option<&serde_json::Value>,
-) -> (bool, Option<String>) {
-    use crate::render::ChildKind;
-    let Some(live) = live else {
-        return (true, None);
-    };
-    match kind {
-        ChildKind::Service if live["spec"]["type"] == "LoadBalancer" => {
-            let assigned = live["status"]["loadBalancer"]["ingress"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty());
-            if assigned {
-                (true, None)
-            } else {
-                (false, Some("waiting for a load-balancer address".into()))
-            }
-        }
-        ChildKind::Certificate => {
-            let ready = live["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .cloned();
-            // cert-manager stamps the condition with the generation it judged: a Ready
-            // left over from before a spec change (new dnsNames) is not ready for the new
-            // spec until the certificate is reissued.
-            let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
-            // While cert-manager reissues (Issuing=True) the Secret still holds the old
-            // certificate, even where its readiness check already stamped the new generation
-            // (it passes when the current CertificateRequest is not in its cache yet).
-            let issuing = live["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Issuing"))
-                .filter(|c| c["status"] == "True");
-            if let Some(c) = issuing {
-                let message = c["message"].as_str().unwrap_or("issuing");
-                return (false, Some(format!("Issuing: {message}")));
-            }
-            match ready {
-                Some(c)
-                    if c["status"] == "True"
-                        && c["observedGeneration"]
-                            .as_i64()
-                            .is_some_and(|o| o < generation) =>
-                {
-                    (false, Some("reissuing for the changed spec".into()))
-                }
-                Some(c) if c["status"] == "True" => (true, None),
-                Some(c) => {
-                    let reason = c["reason"].as_str().unwrap_or("NotReady");
-                    let message = c["message"].as_str().unwrap_or_default();
-                    (false, Some(format!("{reason}: {message}")))
-                }
-                None => (false, Some("not issued yet".into())),
-            }
-        }
-        ChildKind::DnsEndpoint => {
-            let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
-            let observed = live["status"]["observedGeneration"].as_i64();
-            if observed.is_some_and(|o| o >= generation) {
-                (true, None)
-            } else {
-                (false, Some("not published by external-dns yet".into()))
-            }
-        }
-        _ => (true, None),
-    }
 }
 
 #[cfg(test)]
@@ -308,7 +243,7 @@ mod tests {
     fn blocking_finding_stalls_with_field_named() {
         let a = Assessment {
             blocking: vec![Finding::stalling(
-                "HostConflict",
+                Reason::HostConflict,
                 "spec.routes[0].hosts[0]",
                 "held by a/b",
             )],
@@ -342,7 +277,7 @@ mod tests {
             resources: vec![ready_resource()],
             certificate: Some(Detail {
                 ok: false,
-                reason: "WaitingForCertificate".into(),
+                reason: Reason::WaitingForCertificate,
                 message: "issuing".into(),
             }),
             ..Default::default()
@@ -357,9 +292,9 @@ mod tests {
     fn stalling_finding_beats_pending() {
         let a = Assessment {
             findings: vec![
-                Finding::new("ReferenceNotFound", "spec.rules[1].to[0]", "missing"),
+                Finding::new(Reason::ReferenceNotFound, "spec.rules[1].to[0]", "missing"),
                 Finding::stalling(
-                    "FQDNUnsupported",
+                    Reason::FqdnUnsupported,
                     "spec.rules[0].to[0].fqdn",
                     "needs Cilium",
                 ),
@@ -396,51 +331,6 @@ mod tests {
             by_type(&third, "Reconciling").last_transition_time,
             t("2026-01-01T00:00:00Z"),
             "Reconciling stayed False"
-        );
-    }
-
-    #[test]
-    fn a_certificate_is_ready_only_for_the_generation_cert_manager_judged() {
-        let cert = |generation: i64, cond: serde_json::Value| serde_json::json!({"metadata": {"generation": generation}, "status": {"conditions": [cond]}});
-        let kind = crate::render::ChildKind::Certificate;
-        let current = cert(
-            2,
-            serde_json::json!({"type": "Ready", "status": "True", "observedGeneration": 2}),
-        );
-        assert_eq!(child_ready(kind, Some(&current)), (true, None));
-        let stale = cert(
-            3,
-            serde_json::json!({"type": "Ready", "status": "True", "observedGeneration": 2}),
-        );
-        assert_eq!(
-            child_ready(kind, Some(&stale)),
-            (false, Some("reissuing for the changed spec".into()))
-        );
-        let issuing = cert(
-            3,
-            serde_json::json!({"type": "Ready", "status": "False", "reason": "DoesNotExist", "message": "Issuing certificate as Secret does not exist", "observedGeneration": 3}),
-        );
-        assert_eq!(
-            child_ready(kind, Some(&issuing)),
-            (
-                false,
-                Some("DoesNotExist: Issuing certificate as Secret does not exist".into())
-            )
-        );
-        // Ready already stamped with the new generation, but still reissuing.
-        let reissuing = serde_json::json!({"metadata": {"generation": 4}, "status": {"conditions": [
-            {"type": "Ready", "status": "True", "observedGeneration": 4},
-            {"type": "Issuing", "status": "True", "reason": "DoesNotMatch", "message": "Issuing certificate as Secret does not match the certificate spec", "observedGeneration": 4},
-        ]}});
-        assert_eq!(
-            child_ready(kind, Some(&reissuing)),
-            (
-                false,
-                Some(
-                    "Issuing: Issuing certificate as Secret does not match the certificate spec"
-                        .into()
-                )
-            )
         );
     }
 }

@@ -123,16 +123,22 @@ impl ChildKind {
     }
 }
 
-/// One desired child: its kind and the full object (apiVersion, kind, metadata, spec).
+/// One desired child: its identity as typed fields (what plan, prune and readiness key on)
+/// beside the full object (apiVersion, kind, metadata, spec) that is applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Child {
     pub kind: ChildKind,
+    /// None for cluster-scoped kinds.
+    pub namespace: Option<String>,
+    pub name: String,
     pub object: Value,
 }
 
 impl Child {
     /// Builds a child from a metadata block and the rest of the object's top-level fields.
     pub fn new(kind: ChildKind, metadata: ObjectMeta, body: Value) -> Child {
+        let name = metadata.name.clone().unwrap_or_default();
+        let namespace = metadata.namespace.clone();
         let mut object = Map::new();
         object.insert("apiVersion".into(), Value::String(kind.api_version()));
         object.insert("kind".into(), Value::String(kind.kind().into()));
@@ -142,6 +148,8 @@ impl Child {
         }
         Child {
             kind,
+            namespace,
+            name,
             object: Value::Object(object),
         }
     }
@@ -155,11 +163,16 @@ impl Child {
     }
 
     pub fn name(&self) -> &str {
-        self.object["metadata"]["name"].as_str().unwrap_or_default()
+        &self.name
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.object["metadata"]["namespace"].as_str()
+        self.namespace.as_deref()
+    }
+
+    /// (kind, namespace, name): how caches, the index and plans name a child.
+    pub fn key(&self) -> ChildKey {
+        (self.kind, self.namespace.clone(), self.name.clone())
     }
 
     /// Output order: kind, namespace, name. Compares borrowed fields (no allocation).
@@ -170,6 +183,9 @@ impl Child {
             .then_with(|| self.name().cmp(other.name()))
     }
 }
+
+/// A child's identity: (kind, namespace, name).
+pub type ChildKey = (ChildKind, Option<String>, String);
 
 /// The Gatehouse object that owns children: its identity for labels and ownerReferences.
 #[derive(Clone, Debug, PartialEq, Eq)]

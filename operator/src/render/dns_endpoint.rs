@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use gatehouse_api::{ClusterNetwork, ExposedApp, IpFamily, Tier, TierAddress, labels, reason};
+use gatehouse_api::{ClusterNetwork, ExposedApp, IpFamily, Reason, Tier, TierAddress, labels};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -75,7 +75,7 @@ pub fn dns_endpoint(
         let addrs = ctx.tier_addresses(network, tier);
         if addrs.is_empty() {
             findings.push(Finding::new(
-                reason::WAITING_FOR_ADDRESS,
+                Reason::WaitingForAddress,
                 format!("spec.routes (tier {tier:?})"),
                 format!(
                     "the {tier} ingress tier's address is not known yet (ClusterNetwork {} spec.ingress.{tier}); DNS records for {} wait for it",
@@ -98,7 +98,7 @@ pub fn dns_endpoint(
         let addrs = lb_addresses(app, tier, ctx);
         if addrs.is_empty() {
             findings.push(Finding::new(
-                reason::WAITING_FOR_ADDRESS,
+                Reason::WaitingForAddress,
                 "spec.tcp[].hosts",
                 format!(
                     "Service {} has no load-balancer address yet; DNS records for {} wait for it",

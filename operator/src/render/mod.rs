@@ -1,9 +1,11 @@
 //! Pure rendering: (object, context) -> desired children. No I/O, no clock.
 //!
-//! The operator and `gatehouse render` both call [`render_exposed_app`],
-//! [`render_egress_policy`] and [`render_cluster_network`]. Each child kind has its own module;
-//! `validate` holds the semantic checks the schema cannot make; `context` is the snapshot of
-//! the cluster a render may read.
+//! Two steps per kind: `validate` (the semantic checks the schema cannot make) gives a
+//! validated value (`ValidApp`, `ValidPolicy`, `ValidNetwork`), and render ([`exposed_app`],
+//! [`egress_policy`], [`cluster_network`]) takes only that. The operator calls them as two
+//! steps; `gatehouse render` and the tests call [`render_exposed_app`] and its siblings,
+//! which chain them. Each child kind has its own module; `context` is the snapshot of the
+//! cluster a render may read.
 
 pub mod attachment;
 pub mod certificate;
@@ -20,12 +22,12 @@ pub mod pool;
 pub mod service;
 pub mod validate;
 
-pub use child::{Child, ChildKind, Owner};
+pub use child::{Child, ChildKey, ChildKind, Owner};
 pub use context::Context;
-pub use validate::{Finding, Findings};
+pub use validate::{Finding, Findings, ValidApp, ValidNetwork, ValidPolicy};
 
 use gatehouse_api::{
-    ClusterNetwork, EgressPolicy, ExposedApp, ResolvedPeer, Tier, TierAddress, reason,
+    ClusterNetwork, EgressPolicy, ExposedApp, Reason, ResolvedPeer, Tier, TierAddress,
 };
 use kube::ResourceExt;
 
@@ -58,11 +60,15 @@ impl Rendered {
     }
 }
 
-/// Renders every child of an ExposedApp, or the blocking findings that stop it.
+/// Validates and renders an ExposedApp: its children, or the blocking findings that stop it.
 pub fn render_exposed_app(app: &ExposedApp, ctx: &Context) -> Result<Rendered, Findings> {
-    let valid = validate::exposed_app(app, ctx)?;
+    validate::exposed_app(app, ctx).map(|valid| exposed_app(&valid, ctx))
+}
+
+/// Renders every child of a validated ExposedApp.
+pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
+    let ValidApp { app, network } = *valid;
     let owner = Owner::of(app);
-    let network = valid.network;
     let mut out = Rendered::default();
 
     out.push(Some(service::cluster_ip(app, network, &owner)));
@@ -84,12 +90,17 @@ pub fn render_exposed_app(app: &ExposedApp, ctx: &Context) -> Result<Rendered, F
     }
     out.urls = ingress::urls(app, network);
     out.addresses = dns_endpoint::addresses(app, network, ctx);
-    Ok(out.finish())
+    out.finish()
 }
 
-/// Renders the children of an EgressPolicy, or the blocking findings that stop it.
+/// Validates and renders an EgressPolicy: its children, or the blocking findings that stop it.
 pub fn render_egress_policy(policy: &EgressPolicy, ctx: &Context) -> Result<Rendered, Findings> {
-    let network = validate::egress_policy(policy, ctx)?;
+    validate::egress_policy(policy, ctx).map(|valid| egress_policy(&valid, ctx))
+}
+
+/// Renders the children of a validated EgressPolicy.
+pub fn egress_policy(valid: &ValidPolicy<'_>, ctx: &Context) -> Rendered {
+    let ValidPolicy { policy, network } = *valid;
     let owner = Owner::of(policy);
     let mut out = Rendered::default();
     let namespace = policy.namespace().unwrap_or_default();
@@ -102,7 +113,7 @@ pub fn render_egress_policy(policy: &EgressPolicy, ctx: &Context) -> Result<Rend
         for (j, p) in rule.peers.iter().enumerate() {
             if !p.status.resolved && p.fqdn.is_none() {
                 out.findings.push(Finding::new(
-                    reason::REFERENCE_NOT_FOUND,
+                    Reason::ReferenceNotFound,
                     format!("spec.rules[{i}].to[{j}]"),
                     format!(
                         "{} does not resolve yet: {}",
@@ -130,7 +141,7 @@ pub fn render_egress_policy(policy: &EgressPolicy, ctx: &Context) -> Result<Rend
                     for (j, p) in rule.peers.iter().enumerate() {
                         if let Some(fqdn) = &p.fqdn {
                             out.findings.push(Finding::stalling(
-                                reason::FQDN_UNSUPPORTED,
+                                Reason::FqdnUnsupported,
                                 format!("spec.rules[{i}].to[{j}].fqdn"),
                                 format!(
                                     "fqdn {fqdn} needs policy.engine Cilium on ClusterNetwork {}; the other rules apply",
@@ -143,7 +154,7 @@ pub fn render_egress_policy(policy: &EgressPolicy, ctx: &Context) -> Result<Rend
             }
         }
     }
-    Ok(out.finish())
+    out.finish()
 }
 
 /// Renders the children of a ClusterNetwork: pools, default-deny policies in the selected
@@ -152,7 +163,12 @@ pub fn render_cluster_network(
     network: &ClusterNetwork,
     ctx: &Context,
 ) -> Result<Rendered, Findings> {
-    validate::cluster_network(network)?;
+    validate::cluster_network(network).map(|valid| cluster_network(&valid, ctx))
+}
+
+/// Renders the children of a validated ClusterNetwork.
+pub fn cluster_network(valid: &ValidNetwork<'_>, ctx: &Context) -> Rendered {
+    let network = valid.network;
     let owner = Owner::of(network);
     let mut out = Rendered::default();
     out.children.extend(pool::pools(network, &owner));
@@ -160,5 +176,5 @@ pub fn render_cluster_network(
         .extend(network_policy::default_deny(network, ctx, &owner));
     out.children
         .extend(attachment::attachments(network, ctx, &owner));
-    Ok(out.finish())
+    out.finish()
 }

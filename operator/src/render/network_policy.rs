@@ -151,7 +151,7 @@ pub fn app_ingress(
         match r.policy_peer {
             Some(pp) => from.push(pp),
             None => findings.push(Finding::new(
-                gatehouse_api::reason::REFERENCE_NOT_FOUND,
+                gatehouse_api::Reason::ReferenceNotFound,
                 format!("spec.allowFrom[{i}]"),
                 format!(
                     "{} does not resolve yet: {}",

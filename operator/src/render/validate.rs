@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gatehouse_api::{
     ClusterNetwork, EgressPolicy, ExposedApp, IngressController, IpFamily, IpamType, LbProvider,
-    RouteAuth, Tier, reason,
+    Reason, RouteAuth, Tier,
 };
 use kube::ResourceExt;
 
@@ -18,7 +18,7 @@ use super::ip;
 /// names the offending value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub field: String,
     pub message: String,
     /// Needs a human (Stalled) even though rendering went on.
@@ -27,7 +27,7 @@ pub struct Finding {
 
 impl Finding {
     /// A finding that does not need a human: it clears when the cluster catches up.
-    pub fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
         Finding {
             reason,
             field: field.into(),
@@ -36,11 +36,7 @@ impl Finding {
         }
     }
     /// A finding that needs a human.
-    pub fn stalling(
-        reason: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn stalling(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
         Finding {
             reason,
             field: field.into(),
@@ -83,25 +79,38 @@ impl std::fmt::Display for Findings {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> Finding {
-    Finding::stalling(reason::INVALID_SPEC, field, message)
+    Finding::stalling(Reason::InvalidSpec, field, message)
 }
 
-/// What a valid ExposedApp resolved to.
+/// An ExposedApp that passed validation, with what it resolved to: the only input the
+/// ExposedApp builders take, so none of them re-checks what validation established.
 pub struct ValidApp<'a> {
+    pub app: &'a ExposedApp,
+    pub network: &'a ClusterNetwork,
+}
+
+/// An EgressPolicy that passed validation, with its network.
+pub struct ValidPolicy<'a> {
+    pub policy: &'a EgressPolicy,
+    pub network: &'a ClusterNetwork,
+}
+
+/// A ClusterNetwork that passed validation.
+pub struct ValidNetwork<'a> {
     pub network: &'a ClusterNetwork,
 }
 
 pub fn find_network<'a>(ctx: &'a Context, name: &str) -> Result<&'a ClusterNetwork, Findings> {
     ctx.network(name).ok_or_else(|| {
         Findings(vec![Finding::stalling(
-            reason::NETWORK_NOT_FOUND,
+            Reason::NetworkNotFound,
             "spec.network",
             format!("ClusterNetwork {name:?} does not exist"),
         )])
     })
 }
 
-pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a>, Findings> {
+pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a>, Findings> {
     let network = find_network(ctx, &app.spec.network)?;
     let spec = &app.spec;
     let net = &network.spec;
@@ -245,7 +254,7 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
         let provider = net.load_balancer.provider;
         if t.proxy_protocol && provider != LbProvider::Hetzner {
             out.push(Finding::stalling(
-                reason::PROXY_PROTOCOL_UNSUPPORTED,
+                Reason::ProxyProtocolUnsupported,
                 format!("{field}.proxyProtocol"),
                 format!("load-balancer provider {provider:?} of ClusterNetwork {net_name} cannot send PROXY protocol (only Hetzner can)"),
             ));
@@ -423,7 +432,7 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
                 .any(|d| ip::host_in_zone(host, &d.suffix) && d.namespaces.contains(&namespace));
             if !allowed {
                 out.push(Finding::stalling(
-                    "HostNotAllowed",
+                    Reason::HostNotAllowed,
                     field(list, i, j),
                     format!("host {host:?} is not under a domain that ClusterNetwork {net_name} grants to namespace {namespace:?} (spec.domains)"),
                 ));
@@ -433,14 +442,14 @@ pub fn exposed_app<'a>(app: &ExposedApp, ctx: &'a Context) -> Result<ValidApp<'a
     for &(list, i, j, host) in &all_hosts {
         if let Some(holder) = earlier_claimant(app, host, ctx) {
             out.push(Finding::stalling(
-                reason::HOST_CONFLICT,
+                Reason::HostConflict,
                 field(list, i, j),
                 format!("host {host:?} is already claimed by ExposedApp {holder}"),
             ));
         }
     }
 
-    out.into_result(ValidApp { network })
+    out.into_result(ValidApp { app, network })
 }
 
 fn check_zone(
@@ -473,9 +482,9 @@ fn earlier_claimant(app: &ExposedApp, host: &str, ctx: &Context) -> Option<Strin
 }
 
 pub fn egress_policy<'a>(
-    policy: &EgressPolicy,
+    policy: &'a EgressPolicy,
     ctx: &'a Context,
-) -> Result<&'a ClusterNetwork, Findings> {
+) -> Result<ValidPolicy<'a>, Findings> {
     let network = find_network(ctx, &policy.spec.network)?;
     let mut out = Findings::default();
     for (i, rule) in policy.spec.rules.iter().enumerate() {
@@ -499,7 +508,7 @@ pub fn egress_policy<'a>(
             check_peer(&mut out, peer, &format!("spec.rules[{i}].to[{j}]"));
         }
     }
-    out.into_result(network)
+    out.into_result(ValidPolicy { policy, network })
 }
 
 /// Exactly one kind of peer, `except` only with `cidr`, and parseable CIDRs.
@@ -538,7 +547,7 @@ pub fn check_peer(out: &mut Findings, peer: &gatehouse_api::Peer, field: &str) {
     }
 }
 
-pub fn cluster_network(network: &ClusterNetwork) -> Result<(), Findings> {
+pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Findings> {
     let spec = &network.spec;
     let mut out = Findings::default();
     if spec.ip_families.len() == 2 && spec.ip_families[0] == spec.ip_families[1] {
@@ -644,5 +653,5 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<(), Findings> {
         }
     }
     let _ = IpFamily::IPv4;
-    out.into_result(())
+    out.into_result(ValidNetwork { network })
 }
