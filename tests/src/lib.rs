@@ -303,6 +303,45 @@ pub async fn settle(op: &Operator, quiet: Duration, timeout: Duration) -> u64 {
     }
 }
 
+/// Makes the operator reconcile each of `objects` (Gatehouse objects as JSON) once more
+/// without changing what it renders (an annotation nothing reads), and waits until it has
+/// finished at least that many reconciles; returns its write count before the touch. An
+/// idle check after it covers real reconciles of every object, not a quiet stretch of time.
+pub async fn touch_and_wait(
+    client: &Client,
+    op: &Operator,
+    objects: &[Value],
+    timeout: Duration,
+) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let writes = op.writes();
+    let before = op.metrics.reconciles.load(Relaxed);
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    for obj in objects {
+        let api = api_for(client, obj).await;
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let touch =
+            serde_json::json!({"metadata": {"annotations": {"gatehouse-tests/touched": stamp}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .unwrap_or_else(|e| panic!("touching {name}: {e}"));
+    }
+    let wanted = before + objects.len() as u64;
+    eventually(
+        timeout,
+        &format!(
+            "the operator to reconcile the {} touched objects",
+            objects.len()
+        ),
+        || {
+            let m = op.metrics.clone();
+            async move { (m.reconciles.load(Relaxed) >= wanted).then_some(()) }
+        },
+    )
+    .await;
+    writes
+}
+
 /// The state directory of the local cluster (hack/cluster-up.sh): next to its kubeconfig.
 pub fn cluster_dir() -> PathBuf {
     kubeconfig_path()

@@ -296,8 +296,28 @@ async fn an_unowned_object_is_never_touched_and_the_app_is_stalled_with_conflict
         message.contains("Service") && message.contains("web"),
         "{message}"
     );
-    // Let the operator run a few more rounds, then check nothing of theirs changed.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A later reconcile (the spec changed: one more host) still leaves theirs alone.
+    apply(
+        &client,
+        &app(
+            &ns,
+            "web",
+            &net,
+            json!({"routes": [{"hosts": [format!("w.{zone}"), format!("w2.{zone}")]}]}),
+        ),
+        false,
+    )
+    .await
+    .unwrap();
+    wait_condition(
+        &apps(&client, &ns),
+        "web",
+        "Stalled",
+        "True",
+        Some("Conflict"),
+        LONG,
+    )
+    .await;
     let svc = Api::<Service>::namespaced(client.clone(), &ns)
         .get("web")
         .await

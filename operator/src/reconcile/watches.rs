@@ -1,0 +1,421 @@
+//! Cache and index setup: one watch per kind feeding its cache, the index (index.rs) and the
+//! dependency triggers (triggers.rs). Objects enter the index as the caches share them (the
+//! Arc in the store), so they are held once; no cache keeps managedFields field sets
+//! (nothing reads them), which are a large part of each object.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, future};
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+
+use super::stores::Stores;
+use super::{api_resource, apply, index, triggers};
+use crate::render::ChildKind;
+
+/// The caches, the index over them, and the streams that keep both current.
+pub struct Watches {
+    pub stores: Stores,
+    pub index: Arc<RwLock<index::Index>>,
+    /// Emptied of a child when its watch reports it gone (see apply::Verified).
+    pub verified: Arc<Mutex<apply::Verified>>,
+    /// The watch streams: they run for the operator's life.
+    pub drivers: Vec<BoxFuture<'static, ()>>,
+    /// The controllers' views of the three kinds' shared caches.
+    pub apps: ReflectHandle<ExposedApp>,
+    pub policies: ReflectHandle<EgressPolicy>,
+    pub networks: ReflectHandle<ClusterNetwork>,
+}
+
+fn managed() -> watcher::Config {
+    // Small pages keep the initial list of a large cluster from arriving as one huge body.
+    watcher::Config::default()
+        .labels(&format!(
+            "{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE
+        ))
+        .page_size(100)
+}
+
+/// Sets up every watch (nothing runs until the drivers are polled): the three Gatehouse
+/// kinds, Services and Namespaces with content, each served child kind metadata-only (every
+/// object of the kind, ours or not), Certificates and DNSEndpoints also with content.
+pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Triggers) -> Watches {
+    let mut drivers: Vec<BoxFuture<'static, ()>> = Vec::new();
+
+    // The three kinds: shared caches, so the controllers and the dependency triggers read
+    // one copy of each object.
+    let (networks, net_writer) = reflector::store_shared::<ClusterNetwork>(256);
+    let (apps, app_writer) = reflector::store_shared::<ExposedApp>(256);
+    let (policies, egress_writer) = reflector::store_shared::<EgressPolicy>(256);
+    let net_sub = net_writer.subscribe().expect("shared store");
+    let app_sub = app_writer.subscribe().expect("shared store");
+    let egress_sub = egress_writer.subscribe().expect("shared store");
+
+    // Services: all of them (peers and ingress-controller addresses), full content.
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (namespaces, ns_writer) = reflector::store::<Namespace>();
+
+    let index: Arc<RwLock<index::Index>> = Arc::default();
+    let verified: Arc<Mutex<apply::Verified>> = Arc::default();
+    let mut children = BTreeMap::new();
+    let mut full_children = BTreeMap::new();
+    let mut child_streams: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for kind in served.iter().copied().filter(|k| *k != ChildKind::Service) {
+        let ar = api_resource(kind);
+        // Every object of the kind, ours or not, metadata only: "not in the cache" then means
+        // "absent", so creating a child needs no GET, and an object of someone else with a
+        // child's name is seen as such without one.
+        {
+            let writer =
+                reflector::store::Writer::<kube::api::PartialObjectMeta<DynamicObject>>::new(
+                    ar.clone(),
+                );
+            children.insert(kind, writer.as_reader());
+            let (t, ix, store, v) = (
+                triggers.clone(),
+                index.clone(),
+                writer.as_reader(),
+                verified.clone(),
+            );
+            let meta_api: Api<kube::api::PartialObjectMeta<DynamicObject>> =
+                Api::all_with(client.clone(), &ar);
+            let events = watcher(meta_api, watcher::Config::default().page_size(100))
+                .default_backoff()
+                .modify(|o: &mut kube::api::PartialObjectMeta<DynamicObject>| {
+                    keep_only_managers(&mut o.metadata)
+                })
+                .reflect(writer);
+            let ar = ar.clone();
+            child_streams.push(on_events(
+                events,
+                move |e: watcher::Event<kube::api::PartialObjectMeta<DynamicObject>>| {
+                    child_event(kind, e, &ix, &t, Some(&v), |(_, ns, name)| {
+                        let mut r =
+                            ObjectRef::<kube::api::PartialObjectMeta<DynamicObject>>::new_with(
+                                name,
+                                ar.clone(),
+                            );
+                        if let Some(ns) = ns {
+                            r = r.within(ns);
+                        }
+                        store.get(&r).is_some()
+                    })
+                },
+            ));
+        }
+        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+            // Readiness lives in their status: cache the content.
+            let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+            full_children.insert(kind, writer.as_reader());
+            let (t, ix, store) = (triggers.clone(), index.clone(), writer.as_reader());
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let events = watcher(api, managed())
+                .default_backoff()
+                .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+                .reflect(writer);
+            child_streams.push(on_events(
+                events,
+                move |e: watcher::Event<DynamicObject>| {
+                    child_event(kind, e, &ix, &t, None, |k| {
+                        store.get(&dynamic_ref(k)).is_some()
+                    })
+                },
+            ));
+        }
+    }
+
+    let stores = Stores {
+        networks: networks.clone(),
+        apps: apps.clone(),
+        policies: policies.clone(),
+        services: services.clone(),
+        namespaces: namespaces.clone(),
+        children,
+        full_children,
+    };
+
+    // Watches feeding the caches, the index and the dependency triggers. Objects enter the
+    // index as the caches share them (the Arc in the store), so they are held once; no cache
+    // keeps managedFields (nothing reads them there), which are a large part of each object.
+    let page = || watcher::Config::default().page_size(100);
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
+    let net_events = watcher(Api::<ClusterNetwork>::all(client.clone()), page())
+        .default_backoff()
+        .modify(|o: &mut ClusterNetwork| o.managed_fields_mut().clear())
+        .reflect_shared(net_writer);
+    drivers.push(on_events(
+        net_events,
+        move |e: watcher::Event<ClusterNetwork>| {
+            use watcher::Event::*;
+            match e {
+                Apply(o) | InitApply(o) => {
+                    let o = shared_of(&st.networks, o);
+                    let name = o.name_any();
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.upsert_network(o);
+                    t.network_changed(&name, &w);
+                }
+                Delete(o) => {
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.remove_network(&o.name_any());
+                    t.network_changed(&o.name_any(), &w);
+                }
+                Init => {}
+                InitDone => {
+                    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)).is_some());
+                }
+            }
+        },
+    ));
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
+    let app_events = watcher(Api::<ExposedApp>::all(client.clone()), page())
+        .default_backoff()
+        .modify(|o: &mut ExposedApp| o.managed_fields_mut().clear())
+        .reflect_shared(app_writer);
+    drivers.push(on_events(
+        app_events,
+        move |e: watcher::Event<ExposedApp>| {
+            use watcher::Event::*;
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) => {
+                    let o = shared_of(&st.apps, o);
+                    let old = w.upsert_app(o.clone());
+                    t.app_changed(Some(&o), old.as_deref(), &w);
+                }
+                // The initial list reconciles every app anyway: no triggers needed.
+                InitApply(o) => {
+                    w.upsert_app(shared_of(&st.apps, o));
+                }
+                Delete(o) => {
+                    let old = w.remove_app(&o.namespace().unwrap_or_default(), &o.name_any());
+                    t.app_changed(None, old.as_deref().or(Some(&o)), &w);
+                }
+                Init => {}
+                InitDone => w.retain_apps(|(ns, name)| {
+                    st.apps.get(&ObjectRef::new(name).within(ns)).is_some()
+                }),
+            }
+        },
+    ));
+    // EgressPolicies trigger only themselves (the controller's own subscription).
+    let (ix, st) = (index.clone(), stores.clone());
+    let egress_events = watcher(Api::<EgressPolicy>::all(client.clone()), page())
+        .default_backoff()
+        .modify(|o: &mut EgressPolicy| o.managed_fields_mut().clear())
+        .reflect_shared(egress_writer);
+    drivers.push(on_events(
+        egress_events,
+        move |e: watcher::Event<EgressPolicy>| {
+            use watcher::Event::*;
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) | InitApply(o) => {
+                    w.upsert_policy(shared_of(&st.policies, o));
+                }
+                Delete(o) => {
+                    w.remove_policy(&o.namespace().unwrap_or_default(), &o.name_any());
+                }
+                Init => {}
+                InitDone => w.retain_policies(|(ns, name)| {
+                    st.policies.get(&ObjectRef::new(name).within(ns)).is_some()
+                }),
+            }
+        },
+    ));
+    let (t, ix, st, v) = (
+        triggers.clone(),
+        index.clone(),
+        stores.clone(),
+        verified.clone(),
+    );
+    let svc_events = watcher(Api::<Service>::all(client.clone()), page())
+        .default_backoff()
+        .modify(|o: &mut Service| o.managed_fields_mut().clear())
+        .reflect(svc_writer);
+    drivers.push(on_events(svc_events, move |e: watcher::Event<Service>| {
+        use watcher::Event::*;
+        let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+        match e {
+            Apply(o) | InitApply(o) => {
+                let o = shared_of(&st.services, o);
+                w.upsert_service(o.clone());
+                t.service_changed(&o, &w);
+            }
+            Delete(o) => {
+                w.remove_service(&o.namespace().unwrap_or_default(), &o.name_any());
+                v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
+                    ChildKind::Service,
+                    o.namespace(),
+                    o.name_any(),
+                ));
+                t.service_changed(&o, &w);
+            }
+            Init => {}
+            InitDone => {
+                let exists = |ns: &str, name: &str| {
+                    st.services.get(&ObjectRef::new(name).within(ns)).is_some()
+                };
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(k, ns, name), _| {
+                        *k != ChildKind::Service || exists(ns.as_deref().unwrap_or_default(), name)
+                    });
+                w.retain_services(|(ns, name)| exists(ns, name));
+            }
+        }
+    }));
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
+    let ns_events = watcher(Api::<Namespace>::all(client.clone()), page())
+        .default_backoff()
+        .modify(|o: &mut Namespace| o.managed_fields_mut().clear())
+        .reflect(ns_writer);
+    drivers.push(on_events(ns_events, move |e: watcher::Event<Namespace>| {
+        use watcher::Event::*;
+        let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+        match e {
+            Apply(o) | InitApply(o) => {
+                w.upsert_namespace(shared_of(&st.namespaces, o));
+                t.namespace_changed(&w);
+            }
+            Delete(o) => {
+                w.remove_namespace(&o.name_any());
+                t.namespace_changed(&w);
+            }
+            Init => {}
+            InitDone => w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)).is_some()),
+        }
+    }));
+    drivers.extend(child_streams);
+    Watches {
+        stores,
+        index,
+        verified,
+        drivers,
+        apps: app_sub,
+        policies: egress_sub,
+        networks: net_sub,
+    }
+}
+
+/// Resolves once every cache has its initial list.
+pub async fn synced(stores: &Stores) {
+    let _ = stores.networks.wait_until_ready().await;
+    let _ = stores.apps.wait_until_ready().await;
+    let _ = stores.policies.wait_until_ready().await;
+    let _ = stores.services.wait_until_ready().await;
+    let _ = stores.namespaces.wait_until_ready().await;
+    for s in stores.children.values() {
+        let _ = s.wait_until_ready().await;
+    }
+    for s in stores.full_children.values() {
+        let _ = s.wait_until_ready().await;
+    }
+}
+
+/// Drives a watch stream (which keeps its cache current) and calls `f` for every event it
+/// reports. Watch errors are retried by the stream's backoff; they are only logged here.
+fn on_events<K, E, S>(
+    events: S,
+    mut f: impl FnMut(watcher::Event<K>) + Send + 'static,
+) -> BoxFuture<'static, ()>
+where
+    K: Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    events
+        .for_each(move |event| {
+            match event {
+                Ok(e) => f(e),
+                Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+            }
+            future::ready(())
+        })
+        .boxed()
+}
+
+/// What the metadata caches keep of managedFields: who wrote (manager, operation,
+/// subresource), not the field sets, which are most of an object's metadata and which no
+/// step reads (apply::written_only_by_us needs only the managers).
+fn keep_only_managers(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    for f in meta.managed_fields.iter_mut().flatten() {
+        f.fields_v1 = None;
+        f.fields_type = None;
+        f.time = None;
+    }
+}
+
+/// The cache's own shared copy of an object just reflected (so the index holds no second
+/// copy); a fresh one only if the cache lost it meanwhile.
+fn shared_of<K>(store: &Store<K>, o: K) -> Arc<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store
+        .get(&ObjectRef::from_obj(&o))
+        .unwrap_or_else(|| Arc::new(o))
+}
+
+/// A child kind's watch event: the index follows it, the owner is triggered; after a
+/// relist the index keeps only what `exists` in the cache.
+/// With `verified` (the cache of every object of the kind), a child that went is also
+/// forgotten there, so it is written again rather than taken as "just written".
+fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
+    kind: ChildKind,
+    e: watcher::Event<K>,
+    ix: &RwLock<index::Index>,
+    t: &triggers::Triggers,
+    verified: Option<&Mutex<apply::Verified>>,
+    mut exists: impl FnMut(&index::ChildKey) -> bool,
+) {
+    use watcher::Event::*;
+    let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+    match e {
+        Apply(o) | InitApply(o) => {
+            w.upsert_child(kind, o.meta());
+            t.child_changed(o.meta());
+        }
+        Delete(o) => {
+            let m = o.meta();
+            let name = m.name.clone().unwrap_or_default();
+            w.remove_child(kind, m.namespace.as_deref(), &name);
+            if let Some(v) = verified {
+                v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
+                    kind,
+                    m.namespace.clone(),
+                    name,
+                ));
+            }
+            t.child_changed(m);
+        }
+        Init => {}
+        InitDone => {
+            if let Some(v) = verified {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|k, _| k.0 != kind || exists(k));
+            }
+            w.retain_children(kind, exists);
+        }
+    }
+}
+
+/// The reflector key of a full-content child.
+fn dynamic_ref((kind, ns, name): &index::ChildKey) -> ObjectRef<DynamicObject> {
+    let mut r = ObjectRef::new_with(name, api_resource(*kind));
+    if let Some(ns) = ns {
+        r = r.within(ns);
+    }
+    r
+}
