@@ -6,7 +6,7 @@
 //!    children the operator would write, byte for byte (gatehouse's own render functions and
 //!    desired-hash annotation), plus one status apply per app: the floor any controller pays;
 //! 2. cold start: the children and statuses are removed again, the real `gatehouse run` is
-//!    started over the N apps and timed until a LIST shows every app Ready;
+//!    started over the N apps and timed until a watch of the apps has seen every one Ready;
 //! 3. restart: SIGTERM, start again over the converged apps, time until it has reconciled
 //!    every app (`gatehouse_reconciles_total{kind="ExposedApp"}` >= N) and count its writes;
 //! 4. idle: writes and CPU over `--idle` seconds.
@@ -73,10 +73,6 @@ struct Args {
     /// Seconds to wait for all apps to be Ready (default: 600 + 0.5 s per app).
     #[arg(long)]
     ready_timeout: Option<u64>,
-    /// Minimum interval between LISTs while waiting for Ready, in milliseconds (it grows to
-    /// four times the LIST's own duration, so polling stays a small load).
-    #[arg(long, default_value_t = 500)]
-    poll_ms: u64,
     /// Seconds without an operator write that count as settled.
     #[arg(long, default_value_t = 5)]
     quiet: u64,
@@ -177,7 +173,7 @@ async fn bench(args: Args) -> Result<()> {
     report.loadavg_operator = loadavg();
     let cp0 = control_plane.cpu_seconds();
     let mut op = Operator::start(&args, "cold")?;
-    let ready = wait_all_ready(&client, &mut op, n, ready_timeout, args.poll_ms).await?;
+    let ready = wait_all_ready(&client, &mut op, n, ready_timeout).await?;
     report.cold_seconds = ready.as_secs_f64();
     report.cold_cpu = op.cpu_seconds()?;
     report.cold_control_plane_cpu = control_plane.cpu_seconds().map(|c| c - cp0.unwrap_or(0.0));
@@ -627,29 +623,50 @@ async fn count_ready(client: &Client) -> Result<(usize, usize)> {
     ))
 }
 
-/// Polls with a LIST until all `n` apps are Ready; returns the time since the operator
-/// was started.
+/// Watches every ExposedApp until all `n` are Ready; returns the time since the operator
+/// was started. A watch sees each status as it is written, so the figure is exact (a
+/// polling LIST would add up to its interval, and load the API server the operator needs).
 async fn wait_all_ready(
     client: &Client,
     op: &mut Operator,
     n: usize,
     timeout: Duration,
-    poll_ms: u64,
 ) -> Result<Duration> {
+    use kube::runtime::watcher;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &exposed_app_resource());
+    let mut events = watcher(api, watcher::Config::default().page_size(500)).boxed();
+    let mut apps: HashMap<(String, String), SlimApp> = HashMap::new();
+    let mut listed = false;
     let mut last_note = Instant::now();
     loop {
         op.check_alive()?;
-        let t = Instant::now();
-        let apps = list_apps(client).await?;
-        let took = t.elapsed();
-        let ready = apps.iter().filter(|a| a.ready()).count();
+        let key = |o: &DynamicObject| (o.namespace().unwrap_or_default(), o.name_any());
+        let slim = |o: &DynamicObject| -> Result<SlimApp> {
+            Ok(serde_json::from_value(serde_json::to_value(o)?)?)
+        };
+        match tokio::time::timeout(Duration::from_secs(1), events.next()).await {
+            Ok(Some(Ok(event))) => match event {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    apps.insert(key(&o), slim(&o)?);
+                }
+                watcher::Event::Delete(o) => {
+                    apps.remove(&key(&o));
+                }
+                watcher::Event::Init => apps.clear(),
+                watcher::Event::InitDone => listed = true,
+            },
+            Ok(Some(Err(e))) => say(&format!("  watch error (retrying): {e}")),
+            Ok(None) => return Err("the ExposedApp watch ended".into()),
+            Err(_) => {}
+        }
         let elapsed = op.started.elapsed();
-        if ready >= n {
+        let ready = apps.values().filter(|a| a.ready()).count();
+        if listed && ready >= n {
             return Ok(elapsed);
         }
         if elapsed > timeout {
             let mut reasons: BTreeMap<String, (usize, String)> = BTreeMap::new();
-            for a in apps.iter().filter(|a| !a.ready()) {
+            for a in apps.values().filter(|a| !a.ready()) {
                 let (reason, message) = a
                     .ready_condition()
                     .map(|c| (c.reason.clone(), c.message.clone()))
@@ -670,9 +687,11 @@ async fn wait_all_ready(
             ));
             last_note = Instant::now();
         }
-        let pause = Duration::from_millis(poll_ms).max(took * 4);
-        tokio::time::sleep(pause).await;
     }
+}
+
+fn exposed_app_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<ExposedApp>(&())
 }
 
 /// Polls /metrics until the operator has finished `n` ExposedApp reconciles; returns the

@@ -34,6 +34,15 @@ async fn only_the_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let client = client().await;
     let lease = format!("gatehouse-leader-test-{}", std::process::id());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "gatehouse-system");
+    // The Lease's namespace (the install creates it; this test must not depend on running
+    // after the install test).
+    apply(
+        &client,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gatehouse-system"}}),
+        false,
+    )
+    .await
+    .unwrap();
     let a = Operator::start_with(Some(config("replica-a", &lease)));
     eventually(Duration::from_secs(30), "replica-a to lead", || async {
         (holder(&leases, &lease).await.as_deref() == Some("replica-a")).then_some(())

@@ -287,64 +287,33 @@ impl Index {
         }
     }
 
-    /// After a relist: drops the apps, policies, networks, Services or Namespaces the new
-    /// list does not hold.
-    pub fn retain_apps(&mut self, mut exists: impl FnMut(&Key) -> bool) {
-        let gone: Vec<Key> = self
-            .ctx
-            .apps
-            .keys()
-            .filter(|k| !exists(k))
-            .cloned()
-            .collect();
-        for (ns, name) in gone {
+    /// After a relist of a kind: `cached` gives the cache's copy of an object the new list
+    /// holds. Each entry is re-pointed at that copy (while listing, the cache keeps the
+    /// objects in a buffer of its own, so the index had to hold copies: without this a
+    /// restart would hold every listed object twice), and entries the list no longer holds
+    /// are dropped with everything indexed under them.
+    pub fn retain_apps(&mut self, cached: impl FnMut(&Key) -> Option<Arc<ExposedApp>>) {
+        for (ns, name) in reshare(self.ctx.apps.iter_mut(), cached) {
             self.remove_app(&ns, &name);
         }
     }
-    pub fn retain_policies(&mut self, mut exists: impl FnMut(&Key) -> bool) {
-        let gone: Vec<Key> = self
-            .policies
-            .keys()
-            .filter(|k| !exists(k))
-            .cloned()
-            .collect();
-        for (ns, name) in gone {
+    pub fn retain_policies(&mut self, cached: impl FnMut(&Key) -> Option<Arc<EgressPolicy>>) {
+        for (ns, name) in reshare(self.policies.iter_mut(), cached) {
             self.remove_policy(&ns, &name);
         }
     }
-    pub fn retain_networks(&mut self, mut exists: impl FnMut(&str) -> bool) {
-        let gone: Vec<String> = self
-            .ctx
-            .networks
-            .keys()
-            .filter(|k| !exists(k))
-            .cloned()
-            .collect();
-        for name in gone {
+    pub fn retain_networks(&mut self, cached: impl FnMut(&String) -> Option<Arc<ClusterNetwork>>) {
+        for name in reshare(self.ctx.networks.iter_mut(), cached) {
             self.remove_network(&name);
         }
     }
-    pub fn retain_services(&mut self, mut exists: impl FnMut(&Key) -> bool) {
-        let gone: Vec<Key> = self
-            .ctx
-            .services
-            .keys()
-            .filter(|k| !exists(k))
-            .cloned()
-            .collect();
-        for (ns, name) in gone {
+    pub fn retain_services(&mut self, cached: impl FnMut(&Key) -> Option<Arc<Service>>) {
+        for (ns, name) in reshare(self.ctx.services.iter_mut(), cached) {
             self.remove_service(&ns, &name);
         }
     }
-    pub fn retain_namespaces(&mut self, mut exists: impl FnMut(&str) -> bool) {
-        let gone: Vec<String> = self
-            .ctx
-            .namespaces
-            .keys()
-            .filter(|k| !exists(k))
-            .cloned()
-            .collect();
-        for name in gone {
+    pub fn retain_namespaces(&mut self, cached: impl FnMut(&String) -> Option<Arc<Namespace>>) {
+        for name in reshare(self.ctx.namespaces.iter_mut(), cached) {
             self.remove_namespace(&name);
         }
     }
@@ -438,6 +407,22 @@ pub fn hosts_of<'a>(new: Option<&'a ExposedApp>, old: Option<&'a ExposedApp>) ->
     out
 }
 
+/// Re-points every value of `map` at the cache's copy; returns the keys the cache no
+/// longer holds (for the caller to remove with what is indexed under them).
+fn reshare<'m, K: Clone + 'm, V: 'm>(
+    entries: impl IntoIterator<Item = (&'m K, &'m mut Arc<V>)>,
+    mut cached: impl FnMut(&K) -> Option<Arc<V>>,
+) -> Vec<K> {
+    let mut gone = Vec::new();
+    for (k, v) in entries {
+        match cached(k) {
+            Some(c) => *v = c,
+            None => gone.push(k.clone()),
+        }
+    }
+    gone
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,7 +493,8 @@ mod tests {
         assert!(ix.referrers(false, "b", "db").is_none());
         assert!(ix.apps_sharing_hosts(hosts.iter(), &web).is_empty());
 
-        ix.retain_apps(|k| k.1 == "web");
+        let web_app = ix.ctx.apps.get(&("a".into(), "web".into())).cloned();
+        ix.retain_apps(|k| (k.1 == "web").then(|| web_app.clone()).flatten());
         assert_eq!(ix.app_count("n2"), 0);
         assert!(ix.ctx.app("b", "api").is_none());
         assert!(ix.ctx.app("a", "web").is_some());

@@ -55,9 +55,15 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// (kind, namespace, name) -> the resourceVersion our last status write gave the
+    /// object: its watch event only echoes that write and triggers no reconcile.
+    pub status_echoes: Mutex<HashMap<ObjectKey, String>>,
 }
 
 pub type Shared = Arc<Context>;
+
+/// A Gatehouse object: (kind, namespace, name).
+pub type ObjectKey = (&'static str, Option<String>, String);
 
 /// The ApiResource of a child kind (no discovery needed: the table in `ChildKind` is fixed).
 pub fn api_resource(kind: ChildKind) -> ApiResource {
@@ -192,6 +198,7 @@ pub async fn run(
         metrics: metrics.clone(),
         recorder,
         failures: Mutex::default(),
+        status_echoes: Mutex::default(),
     });
     let mut drivers = watches.drivers;
 
@@ -234,36 +241,45 @@ pub async fn run(
         }
     };
 
-    let app_ctl = Controller::for_shared_stream(watches.apps, stores.apps.clone())
-        .with_config(config.clone())
-        .reconcile_on(tokio_stream(app_rx))
-        .graceful_shutdown_on(stopper(&stop_tx))
-        .run(
-            exposed_app::reconcile,
-            exposed_app::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
-    let egress_ctl = Controller::for_shared_stream(watches.policies, stores.policies.clone())
-        .with_config(config.clone())
-        .reconcile_on(tokio_stream(egress_rx))
-        .graceful_shutdown_on(stopper(&stop_tx))
-        .run(
-            egress_policy::reconcile,
-            egress_policy::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
-    let net_ctl = Controller::for_shared_stream(watches.networks, stores.networks.clone())
-        .with_config(config)
-        .reconcile_on(tokio_stream(net_rx))
-        .graceful_shutdown_on(stopper(&stop_tx))
-        .run(
-            cluster_network::reconcile,
-            cluster_network::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| future::ready(()));
+    let app_ctl = Controller::for_shared_stream(
+        without_status_echoes(watches.apps, "ExposedApp", ctx.clone()),
+        stores.apps.clone(),
+    )
+    .with_config(config.clone())
+    .reconcile_on(tokio_stream(app_rx))
+    .graceful_shutdown_on(stopper(&stop_tx))
+    .run(
+        exposed_app::reconcile,
+        exposed_app::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
+    let egress_ctl = Controller::for_shared_stream(
+        without_status_echoes(watches.policies, "EgressPolicy", ctx.clone()),
+        stores.policies.clone(),
+    )
+    .with_config(config.clone())
+    .reconcile_on(tokio_stream(egress_rx))
+    .graceful_shutdown_on(stopper(&stop_tx))
+    .run(
+        egress_policy::reconcile,
+        egress_policy::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
+    let net_ctl = Controller::for_shared_stream(
+        without_status_echoes(watches.networks, "ClusterNetwork", ctx.clone()),
+        stores.networks.clone(),
+    )
+    .with_config(config)
+    .reconcile_on(tokio_stream(net_rx))
+    .graceful_shutdown_on(stopper(&stop_tx))
+    .run(
+        cluster_network::reconcile,
+        cluster_network::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| future::ready(()));
 
     // With leader election, caches fill on every replica (a standby is warm) but only the
     // leader runs the controllers, so only the leader writes.
@@ -334,24 +350,54 @@ fn failure_key<K: kube::ResourceExt>(kind: &str, obj: &K) -> String {
 
 /// Server-side applies `status` to the status subresource of `kind` `name` (field manager
 /// `gatehouse`): fields we stop reporting are removed, fields others own are left alone.
+/// Returns the resourceVersion the write gave the object.
 pub async fn apply_status<K>(
     api: &Api<K>,
     kind: &str,
     name: &str,
     status: &impl serde::Serialize,
-) -> Result<(), Error>
+) -> Result<Option<String>, Error>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Resource,
 {
     let body = serde_json::json!({"apiVersion": gatehouse_api::API_VERSION, "kind": kind, "status": status});
     let params = kube::api::PatchParams::apply(labels::FIELD_MANAGER).force();
     api.patch_status(name, &params, &kube::api::Patch::Apply(&body))
         .await
-        .map(|_| ())
+        .map(|written| written.meta().resource_version.clone())
         .map_err(|source| Error::Status {
             what: format!("{kind} {name}"),
             source,
         })
+}
+
+/// A controller's stream of its kind without the events that only echo our own status
+/// write (steps::write_status records the resourceVersion it gave the object): the
+/// reconcile that wrote that status already judged exactly that object. Any other event of
+/// the object (spec, metadata, someone else's status) passes, and clears the record.
+fn without_status_echoes<K>(
+    objects: impl futures::Stream<Item = Arc<K>> + Send + 'static,
+    kind: &'static str,
+    ctx: Shared,
+) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource + Send + Sync + 'static,
+{
+    objects.filter(move |obj| {
+        let meta = obj.meta();
+        let key = (
+            kind,
+            meta.namespace.clone(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let written = ctx
+            .status_echoes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        let echo = written.is_some() && written == meta.resource_version;
+        future::ready(!echo)
+    })
 }
 
 fn tokio_stream<T: Send + 'static>(

@@ -140,9 +140,23 @@ where
     if previous == status {
         return Ok(());
     }
-    super::apply_status(api, &K::kind(&()), &obj.name_any(), status).await?;
+    let kind = K::kind(&());
+    let written = super::apply_status(api, &kind, &obj.name_any(), status).await?;
+    if let (Some(rv), Some(kind)) = (written, owner_kind(&kind)) {
+        ctx.status_echoes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((kind, obj.namespace(), obj.name_any()), rv);
+    }
     publish_stalled(obj, previous.conditions(), status.conditions(), ctx).await;
     Ok(())
+}
+
+/// The kind as a static name (the key of `Context::status_echoes`).
+fn owner_kind(kind: &str) -> Option<&'static str> {
+    ["ExposedApp", "EgressPolicy", "ClusterNetwork"]
+        .into_iter()
+        .find(|k| *k == kind)
 }
 
 /// An Event when Stalled turns True or changes reason; failures to publish are logged only.

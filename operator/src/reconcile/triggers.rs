@@ -81,8 +81,13 @@ impl Triggers {
     /// A Service changed: its owner (if it is our child), apps on networks whose tier
     /// addresses come from it, apps and policies naming it as a peer, and the network whose
     /// pool usage counts it.
-    pub fn service_changed(&self, svc: &Service, ix: &Index) {
-        self.child_changed(svc.meta());
+    /// A Service changed: its owner (unless `echo`: the event only shows our own write),
+    /// the apps on networks whose tier it fronts, referrers naming it as a peer, and for our
+    /// LoadBalancer Services the network (pool usage).
+    pub fn service_changed(&self, svc: &Service, echo: bool, ix: &Index) {
+        if !echo {
+            self.child_changed(svc.meta());
+        }
         let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
         for n in ix.networks_of_tier_service(&ns, &name) {
             for k in ix.apps_on(n) {

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, future};
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -171,7 +172,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                 Init => {}
                 InitDone => {
                     let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
-                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)).is_some());
+                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)));
                 }
             }
         },
@@ -201,9 +202,9 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     t.app_changed(None, old.as_deref().or(Some(&o)), &w);
                 }
                 Init => {}
-                InitDone => w.retain_apps(|(ns, name)| {
-                    st.apps.get(&ObjectRef::new(name).within(ns)).is_some()
-                }),
+                InitDone => {
+                    w.retain_apps(|(ns, name)| st.apps.get(&ObjectRef::new(name).within(ns)))
+                }
             }
         },
     ));
@@ -227,7 +228,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                 }
                 Init => {}
                 InitDone => w.retain_policies(|(ns, name)| {
-                    st.policies.get(&ObjectRef::new(name).within(ns)).is_some()
+                    st.policies.get(&ObjectRef::new(name).within(ns))
                 }),
             }
         },
@@ -249,7 +250,8 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
             Apply(o) | InitApply(o) => {
                 let o = shared_of(&st.services, o);
                 w.upsert_service(o.clone());
-                t.service_changed(&o, &w);
+                let echo = echo_of_our_write(ChildKind::Service, &o.metadata, &v);
+                t.service_changed(&o, echo, &w);
             }
             Delete(o) => {
                 w.remove_service(&o.namespace().unwrap_or_default(), &o.name_any());
@@ -258,7 +260,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     o.namespace(),
                     o.name_any(),
                 ));
-                t.service_changed(&o, &w);
+                t.service_changed(&o, false, &w);
             }
             Init => {}
             InitDone => {
@@ -270,7 +272,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     .retain(|(k, ns, name), _| {
                         *k != ChildKind::Service || exists(ns.as_deref().unwrap_or_default(), name)
                     });
-                w.retain_services(|(ns, name)| exists(ns, name));
+                w.retain_services(|(ns, name)| st.services.get(&ObjectRef::new(name).within(ns)));
             }
         }
     }));
@@ -292,7 +294,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                 t.namespace_changed(&w);
             }
             Init => {}
-            InitDone => w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)).is_some()),
+            InitDone => w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n))),
         }
     }));
     drivers.extend(child_streams);
@@ -384,7 +386,9 @@ fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
     match e {
         Apply(o) | InitApply(o) => {
             w.upsert_child(kind, o.meta());
-            t.child_changed(o.meta());
+            if !verified.is_some_and(|v| echo_of_our_write(kind, o.meta(), v)) {
+                t.child_changed(o.meta());
+            }
         }
         Delete(o) => {
             let m = o.meta();
@@ -409,6 +413,30 @@ fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
             w.retain_children(kind, exists);
         }
     }
+}
+
+/// Whether a child's watch event only shows what our own last write made it (its
+/// resourceVersion is the one that write returned): its owner rendered and judged exactly
+/// this, so the event needs no reconcile of it. Not for Certificates and DNSEndpoints,
+/// whose readiness is read from content the reconcile that wrote them could not see yet.
+fn echo_of_our_write(
+    kind: ChildKind,
+    meta: &ObjectMeta,
+    verified: &Mutex<apply::Verified>,
+) -> bool {
+    if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+        return false;
+    }
+    let key = (
+        kind,
+        meta.namespace.clone(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    verified
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .is_some_and(|(rv, _)| meta.resource_version.as_ref() == Some(rv))
 }
 
 /// The reflector key of a full-content child.
