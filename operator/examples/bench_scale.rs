@@ -168,6 +168,32 @@ async fn bench(args: Args) -> Result<()> {
         t.elapsed().as_secs_f64()
     ));
 
+    // 1b. The same writes while the operator's watches are open (nobody reconciling): what
+    // the API server's watch fan-out costs a writer on this machine, the part of the
+    // operator's time that is not the operator's work.
+    let watches = operator_watches(&client).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let jobs = baseline_jobs(&network, &apps)?;
+    let cp0 = control_plane.cpu_seconds();
+    let t = Instant::now();
+    baseline(&client, jobs, args.concurrency).await?;
+    report.watched_baseline_seconds = t.elapsed().as_secs_f64();
+    report.watched_baseline_control_plane_cpu =
+        control_plane.cpu_seconds().map(|c| c - cp0.unwrap_or(0.0));
+    for w in watches {
+        w.abort();
+    }
+    say(&format!(
+        "baseline with the operator's watches open: {:.2} s",
+        report.watched_baseline_seconds
+    ));
+    let t = Instant::now();
+    reset(&client, &apps, namespaces, args.concurrency).await?;
+    say(&format!(
+        "reset: children deleted and statuses cleared in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+
     // 2. Operator, cold start.
     let ready_timeout = Duration::from_secs(args.ready_timeout.unwrap_or(600 + n as u64 / 2));
     report.loadavg_operator = loadavg();
@@ -464,6 +490,58 @@ async fn baseline(client: &Client, jobs: Vec<Job>, concurrency: usize) -> Result
         .try_collect()
         .await?;
     Ok(counts.iter().sum())
+}
+
+/// Opens the watches `gatehouse run` holds (watches.rs: the three kinds, Services and
+/// Namespaces with content, every served child kind metadata-only, Certificates and
+/// DNSEndpoints labelled with content) plus the bench's own ExposedApp watch, each drained
+/// by a task of its own.
+async fn operator_watches(client: &Client) -> Vec<tokio::task::JoinHandle<()>> {
+    use kube::api::PartialObjectMeta;
+    use kube::runtime::watcher;
+    fn drain<K>(
+        events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        K: Send + 'static,
+    {
+        tokio::spawn(events.for_each(|_| async {}))
+    }
+    let page = || watcher::Config::default().page_size(100);
+    let all = |kind: ChildKind| Api::<DynamicObject>::all_with(client.clone(), &api_resource(kind));
+    let mut tasks = vec![
+        drain(watcher(Api::<ClusterNetwork>::all(client.clone()), page())),
+        drain(watcher(Api::<ExposedApp>::all(client.clone()), page())),
+        drain(watcher(
+            Api::<gatehouse_api::EgressPolicy>::all(client.clone()),
+            page(),
+        )),
+        drain(watcher(Api::<ExposedApp>::all(client.clone()), page())),
+        drain(watcher(
+            Api::<k8s_openapi::api::core::v1::Service>::all(client.clone()),
+            page(),
+        )),
+        drain(watcher(Api::<Namespace>::all(client.clone()), page())),
+    ];
+    for kind in ChildKind::ALL {
+        let (group, version, k, ..) = kind.gvk();
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, k);
+        if kind == ChildKind::Service || kube::discovery::pinned_kind(client, &gvk).await.is_err() {
+            continue;
+        }
+        let meta: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(client.clone(), &api_resource(kind));
+        tasks.push(drain(watcher(meta, page())));
+        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+            let managed = page().labels(&format!(
+                "{}={}",
+                labels::MANAGED_BY,
+                labels::MANAGED_BY_VALUE
+            ));
+            tasks.push(drain(watcher(all(kind), managed)));
+        }
+    }
+    tasks
 }
 
 fn children_selector() -> ListParams {
@@ -1046,6 +1124,8 @@ struct Report {
     baseline_seconds: f64,
     baseline_requests: u64,
     baseline_control_plane_cpu: Option<f64>,
+    watched_baseline_seconds: f64,
+    watched_baseline_control_plane_cpu: Option<f64>,
     cold_seconds: f64,
     cold_cpu: f64,
     cold_peak_rss_mib: f64,
@@ -1112,6 +1192,17 @@ impl Report {
             cp(self.baseline_control_plane_cpu),
         );
         println!(
+            "{:<36} {:>7.2} s {:>10} {:>9} {:>9} {:>7} {:>8} {:>10}",
+            "baseline, operator's watches open",
+            self.watched_baseline_seconds,
+            "-",
+            "-",
+            "-",
+            self.baseline_requests,
+            format!("{:.2}", self.per_app(self.baseline_requests as f64)),
+            cp(self.watched_baseline_control_plane_cpu),
+        );
+        println!(
             "{:<36} {:>7.2} s {:>8.2} s {:>6.1} ms {:>5.0} MiB {:>7} {:>8.2} {:>10}",
             "operator: cold start to all Ready",
             self.cold_seconds,
@@ -1148,6 +1239,10 @@ impl Report {
         println!(
             "ratio baseline / operator time: {:.2}   (1.0 = as fast as the plain client)",
             self.ratio()
+        );
+        println!(
+            "ratio baseline with the operator's watches open / operator time: {:.2}   (the API server's watch fan-out taken out)",
+            self.watched_baseline_seconds / self.cold_seconds
         );
         println!();
         println!(
@@ -1210,6 +1305,11 @@ impl Report {
             },
             "setup_seconds": self.setup_seconds,
             "quiet_seconds": self.quiet_seconds,
+            "baseline_with_operator_watches": {
+                "seconds": self.watched_baseline_seconds,
+                "control_plane_cpu_seconds": self.watched_baseline_control_plane_cpu,
+                "ratio_over_operator": self.watched_baseline_seconds / self.cold_seconds,
+            },
             "baseline": {
                 "seconds": self.baseline_seconds,
                 "writes": self.baseline_requests,
