@@ -71,6 +71,13 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
     let mut child_streams: Vec<BoxFuture<'static, ()>> = Vec::new();
     for kind in served.iter().copied().filter(|k| *k != ChildKind::Service) {
         let ar = api_resource(kind);
+        // Readiness of these lives in their status: their content is cached too.
+        let with_content = matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint);
+        let meta_feeds = if with_content {
+            Feeds::Index
+        } else {
+            Feeds::IndexAndOwners
+        };
         // Every object of the kind, ours or not, metadata only: "not in the cache" then means
         // "absent", so creating a child needs no GET, and an object of someone else with a
         // child's name is seen as such without one.
@@ -98,7 +105,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
             child_streams.push(on_events(
                 events,
                 move |e: watcher::Event<kube::api::PartialObjectMeta<DynamicObject>>| {
-                    child_event(kind, e, &ix, &t, Some(&v), |(_, ns, name)| {
+                    child_event(kind, meta_feeds, e, &ix, &t, Some(&v), |(_, ns, name)| {
                         let mut r =
                             ObjectRef::<kube::api::PartialObjectMeta<DynamicObject>>::new_with(
                                 name,
@@ -112,8 +119,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                 },
             ));
         }
-        if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
-            // Readiness lives in their status: cache the content.
+        if with_content {
             let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
             full_children.insert(kind, writer.as_reader());
             let (t, ix, store) = (triggers.clone(), index.clone(), writer.as_reader());
@@ -125,7 +131,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
             child_streams.push(on_events(
                 events,
                 move |e: watcher::Event<DynamicObject>| {
-                    child_event(kind, e, &ix, &t, None, |k| {
+                    child_event(kind, Feeds::Owners, e, &ix, &t, None, |k| {
                         store.get(&dynamic_ref(k)).is_some()
                     })
                 },
@@ -369,12 +375,24 @@ where
         .unwrap_or_else(|| Arc::new(o))
 }
 
-/// A child kind's watch event: the index follows it, the owner is triggered; after a
-/// relist the index keeps only what `exists` in the cache.
+/// What one child watch feeds. A kind with a full-content cache (Certificate,
+/// DNSEndpoint) has two watches: the metadata one (every object of the kind) keeps the
+/// index, the full one (ours) triggers the owners, after its cache holds the content their
+/// readiness is read from; each event is handled once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feeds {
+    IndexAndOwners,
+    Index,
+    Owners,
+}
+
+/// A child kind's watch event: the index follows it, the owner is triggered (not for an
+/// echo of our own write); after a relist the index keeps only what `exists` in the cache.
 /// With `verified` (the cache of every object of the kind), a child that went is also
 /// forgotten there, so it is written again rather than taken as "just written".
 fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
     kind: ChildKind,
+    feeds: Feeds,
     e: watcher::Event<K>,
     ix: &RwLock<index::Index>,
     t: &triggers::Triggers,
@@ -382,18 +400,23 @@ fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
     mut exists: impl FnMut(&index::ChildKey) -> bool,
 ) {
     use watcher::Event::*;
+    let (index, owners) = (feeds != Feeds::Owners, feeds != Feeds::Index);
     let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
     match e {
         Apply(o) | InitApply(o) => {
-            w.upsert_child(kind, o.meta());
-            if !verified.is_some_and(|v| echo_of_our_write(kind, o.meta(), v)) {
+            if index {
+                w.upsert_child(kind, o.meta());
+            }
+            if owners && !verified.is_some_and(|v| echo_of_our_write(kind, o.meta(), v)) {
                 t.child_changed(o.meta());
             }
         }
         Delete(o) => {
             let m = o.meta();
             let name = m.name.clone().unwrap_or_default();
-            w.remove_child(kind, m.namespace.as_deref(), &name);
+            if index {
+                w.remove_child(kind, m.namespace.as_deref(), &name);
+            }
             if let Some(v) = verified {
                 v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
                     kind,
@@ -401,7 +424,9 @@ fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
                     name,
                 ));
             }
-            t.child_changed(m);
+            if owners {
+                t.child_changed(m);
+            }
         }
         Init => {}
         InitDone => {
@@ -410,7 +435,9 @@ fn child_event<K: kube::Resource<DynamicType = ApiResource>>(
                     .unwrap_or_else(|e| e.into_inner())
                     .retain(|k, _| k.0 != kind || exists(k));
             }
-            w.retain_children(kind, exists);
+            if index {
+                w.retain_children(kind, exists);
+            }
         }
     }
 }
