@@ -288,10 +288,8 @@ impl Index {
     }
 
     /// After a relist of a kind: `cached` gives the cache's copy of an object the new list
-    /// holds. Each entry is re-pointed at that copy (while listing, the cache keeps the
-    /// objects in a buffer of its own, so the index had to hold copies: without this a
-    /// restart would hold every listed object twice), and entries the list no longer holds
-    /// are dropped with everything indexed under them.
+    /// holds. Entries the list no longer holds are dropped with everything indexed under
+    /// them; the rest are pointed at the cache's copy, so no object is held twice.
     pub fn retain_apps(&mut self, cached: impl FnMut(&Key) -> Option<Arc<ExposedApp>>) {
         for (ns, name) in reshare(self.ctx.apps.iter_mut(), cached) {
             self.remove_app(&ns, &name);

@@ -150,8 +150,11 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
     };
 
     // Watches feeding the caches, the index and the dependency triggers. Objects enter the
-    // index as the caches share them (the Arc in the store), so they are held once; no cache
-    // keeps managedFields (nothing reads them there), which are a large part of each object.
+    // index as the caches share them (the Arc in the store), so they are held once: an
+    // Apply takes the cache's copy just reflected; a (re)list is taken from the cache when
+    // it is done (InitDone), because while listing the cache keeps the objects in a buffer
+    // of its own. No cache keeps managedFields (nothing reads them there), which are a large
+    // part of each object.
     let page = || watcher::Config::default().page_size(100);
     let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
     let net_events = watcher(Api::<ClusterNetwork>::all(client.clone()), page())
@@ -163,13 +166,14 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         move |e: watcher::Event<ClusterNetwork>| {
             use watcher::Event::*;
             match e {
-                Apply(o) | InitApply(o) => {
+                Apply(o) => {
                     let o = shared_of(&st.networks, o);
                     let name = o.name_any();
                     let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
                     w.upsert_network(o);
                     t.network_changed(&name, &w);
                 }
+                InitApply(_) => {}
                 Delete(o) => {
                     let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
                     w.remove_network(&o.name_any());
@@ -178,6 +182,12 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                 Init => {}
                 InitDone => {
                     let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                    for o in st.networks.state() {
+                        let old = w.upsert_network(o.clone());
+                        if changed(old.as_deref(), &o) {
+                            t.network_changed(&o.name_any(), &w);
+                        }
+                    }
                     w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)));
                 }
             }
@@ -199,16 +209,17 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     let old = w.upsert_app(o.clone());
                     t.app_changed(Some(&o), old.as_deref(), &w);
                 }
-                // The initial list reconciles every app anyway: no triggers needed.
-                InitApply(o) => {
-                    w.upsert_app(shared_of(&st.apps, o));
-                }
+                InitApply(_) => {}
                 Delete(o) => {
                     let old = w.remove_app(&o.namespace().unwrap_or_default(), &o.name_any());
                     t.app_changed(None, old.as_deref().or(Some(&o)), &w);
                 }
                 Init => {}
+                // A (re)list reconciles every app anyway: no triggers needed.
                 InitDone => {
+                    for o in st.apps.state() {
+                        w.upsert_app(o);
+                    }
                     w.retain_apps(|(ns, name)| st.apps.get(&ObjectRef::new(name).within(ns)))
                 }
             }
@@ -226,16 +237,22 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
             use watcher::Event::*;
             let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
             match e {
-                Apply(o) | InitApply(o) => {
+                Apply(o) => {
                     w.upsert_policy(shared_of(&st.policies, o));
                 }
+                InitApply(_) => {}
                 Delete(o) => {
                     w.remove_policy(&o.namespace().unwrap_or_default(), &o.name_any());
                 }
                 Init => {}
-                InitDone => w.retain_policies(|(ns, name)| {
-                    st.policies.get(&ObjectRef::new(name).within(ns))
-                }),
+                InitDone => {
+                    for o in st.policies.state() {
+                        w.upsert_policy(o);
+                    }
+                    w.retain_policies(|(ns, name)| {
+                        st.policies.get(&ObjectRef::new(name).within(ns))
+                    })
+                }
             }
         },
     ));
@@ -253,12 +270,13 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         use watcher::Event::*;
         let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
         match e {
-            Apply(o) | InitApply(o) => {
+            Apply(o) => {
                 let o = shared_of(&st.services, o);
                 w.upsert_service(o.clone());
                 let echo = echo_of_our_write(ChildKind::Service, &o.metadata, &v);
                 t.service_changed(&o, echo, &w);
             }
+            InitApply(_) => {}
             Delete(o) => {
                 w.remove_service(&o.namespace().unwrap_or_default(), &o.name_any());
                 v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
@@ -278,6 +296,12 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     .retain(|(k, ns, name), _| {
                         *k != ChildKind::Service || exists(ns.as_deref().unwrap_or_default(), name)
                     });
+                for o in st.services.state() {
+                    let old = w.upsert_service(o.clone());
+                    if changed(old.as_deref(), &o) {
+                        t.service_changed(&o, false, &w);
+                    }
+                }
                 w.retain_services(|(ns, name)| st.services.get(&ObjectRef::new(name).within(ns)));
             }
         }
@@ -291,16 +315,28 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         use watcher::Event::*;
         let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
         match e {
-            Apply(o) | InitApply(o) => {
+            Apply(o) => {
                 w.upsert_namespace(shared_of(&st.namespaces, o));
                 t.namespace_changed(&w);
             }
+            InitApply(_) => {}
             Delete(o) => {
                 w.remove_namespace(&o.name_any());
                 t.namespace_changed(&w);
             }
             Init => {}
-            InitDone => w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n))),
+            InitDone => {
+                let mut any_changed = false;
+                for o in st.namespaces.state() {
+                    let old = w.ctx.namespaces.get(&o.name_any()).cloned();
+                    any_changed |= changed(old.as_deref(), &o);
+                    w.upsert_namespace(o);
+                }
+                w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)));
+                if any_changed {
+                    t.namespace_changed(&w);
+                }
+            }
         }
     }));
     drivers.extend(child_streams);
@@ -313,6 +349,11 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         policies: egress_sub,
         networks: net_sub,
     }
+}
+
+/// Whether a relisted object differs from what the index held (new, or another version).
+fn changed<K: kube::Resource>(old: Option<&K>, new: &K) -> bool {
+    old.is_none_or(|old| old.meta().resource_version != new.meta().resource_version)
 }
 
 /// Resolves once every cache has its initial list.
