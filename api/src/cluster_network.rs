@@ -200,6 +200,11 @@ pub struct IngressTier {
     /// (instead of `addresses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<NamespacedName>,
+    /// cert-manager issuer of this tier's certificates (each app gets one Certificate per
+    /// tier, holding only the TLS hosts served there), e.g. a private CA for the internal
+    /// tier so internal names never reach a public ACME order. Default: `tls.issuerRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

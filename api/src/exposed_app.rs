@@ -198,7 +198,8 @@ fn default_path() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppTls {
-    /// Overrides the network's `tls.issuerRef` for this app's Certificate.
+    /// Overrides the network's issuers (`tls.issuerRef` and every tier's `issuerRef`) for
+    /// this app's Certificates.
     pub issuer_ref: IssuerRef,
 }
 

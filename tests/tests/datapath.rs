@@ -215,15 +215,16 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
                     },
                 )
             };
-            let cert = if tls {
-                Some(issued_leaf(client, ns, &format!("{name}-tls")).await)
-            } else {
-                None
-            };
             let served = datapath::route_tiers(objects, route);
             for host in route["hosts"].as_array().into_iter().flatten() {
                 let host = host.as_str().unwrap().to_string();
                 for tier in &all_tiers {
+                    // Each tier serves the certificate of its own tier.
+                    let cert = if tls && served.contains(tier) {
+                        Some(issued_leaf(client, ns, &format!("{name}-{tier}-tls")).await)
+                    } else {
+                        None
+                    };
                     let traefik = datapath::traefik_addr(tier);
                     let mut row =
                         |scheme: &'static str, expect: &Expect, got: Result<String, String>| {

@@ -83,7 +83,9 @@ async fn cert_manager_issues_for_exactly_the_tls_hosts_and_reissues_on_a_change(
         condition(&obj, "CertificateReady").map(|c| c.0),
         Some("True".into())
     );
-    let cert = issued_certificate(&client, &ns, "web-tls").await.unwrap();
+    let cert = issued_certificate(&client, &ns, "web-external-tls")
+        .await
+        .unwrap();
     assert_eq!(
         cert.dns_names,
         [format!("a.{zone}"), format!("b.{zone}")],
@@ -99,12 +101,67 @@ async fn cert_manager_issues_for_exactly_the_tls_hosts_and_reissues_on_a_change(
         .await
         .unwrap();
     ready(&client, &ns, "web").await;
-    let cert = issued_certificate(&client, &ns, "web-tls").await.unwrap();
+    let cert = issued_certificate(&client, &ns, "web-external-tls")
+        .await
+        .unwrap();
     assert_eq!(
         cert.dns_names,
         [format!("a.{zone}"), format!("d.{zone}")],
         "Ready for the new generation means reissued: {cert:?}"
     );
+    delete_network(&client, &net).await;
+}
+
+/// Seed 003's split: internal names come from the company PKI (the internal tier's own
+/// issuer) and never go into the order to the public issuer; a host on both tiers is in
+/// both certificates, and each is issued by its tier's issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tier_gets_its_own_certificate_from_its_own_issuer() {
+    let (client, ns, net, zone) = setup("tiercerts", |zone| {
+        json!({"ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]},
+                           "internal": {"className": "nginx-internal", "addresses": ["10.1.2.4"],
+                                        "issuerRef": {"name": "corp-pki"}}},
+               "tls": {"issuerRef": {"name": "letsencrypt"}},
+               "dns": {"external": {"zone": zone}, "internal": {"zone": zone}}})
+    })
+    .await;
+    let spec = json!({"routes": [
+        {"hosts": [format!("shop.{zone}")]},
+        {"hosts": [format!("admin.{zone}")], "exposure": "Internal"},
+        {"hosts": [format!("status.{zone}")], "exposure": "Both"},
+    ]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
+    let obj = ready(&client, &ns, "web").await;
+    assert_eq!(
+        condition(&obj, "CertificateReady").map(|c| c.0),
+        Some("True".into())
+    );
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    for (tier, hosts, issuer) in [
+        ("external", ["shop", "status"], "letsencrypt"),
+        ("internal", ["admin", "status"], "corp-pki"),
+    ] {
+        let secret = format!("web-{tier}-tls");
+        let cert = issued_certificate(&client, &ns, &secret).await.unwrap();
+        let want: Vec<String> = hosts.iter().map(|h| format!("{h}.{zone}")).collect();
+        assert_eq!(cert.dns_names, want, "{secret}: only the hosts of its tier");
+        let annotations = secrets
+            .get(&secret)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("cert-manager.io/issuer-name")
+                .map(String::as_str),
+            Some(issuer),
+            "{secret} issued by its tier's issuer"
+        );
+    }
     delete_network(&client, &net).await;
 }
 

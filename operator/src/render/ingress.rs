@@ -127,7 +127,10 @@ pub fn ingresses(
             name,
             annotations,
             rules,
-            &tls_hosts,
+            TlsOn {
+                hosts: &tls_hosts,
+                tier,
+            },
         )];
     }
 
@@ -160,7 +163,7 @@ pub fn ingresses(
             name,
             annotations(false, &http_middlewares),
             rules,
-            &[],
+            TlsOn { hosts: &[], tier },
         )];
     }
     let https_rules = self::rules(app, &routes, |r| r.tls);
@@ -172,7 +175,10 @@ pub fn ingresses(
             name.clone(),
             annotations(true, &https_middlewares),
             https_rules,
-            &tls_hosts,
+            TlsOn {
+                hosts: &tls_hosts,
+                tier,
+            },
         ),
         ingress(
             app,
@@ -181,7 +187,7 @@ pub fn ingresses(
             format!("{name}-http"),
             annotations(false, &http_middlewares),
             rules,
-            &[],
+            TlsOn { hosts: &[], tier },
         ),
     ]
 }
@@ -221,6 +227,12 @@ fn rules(app: &ExposedApp, routes: &[&Route], keep: impl Fn(&Route) -> bool) -> 
     rules
 }
 
+/// The TLS hosts of an Ingress and the tier whose certificate Secret serves them.
+struct TlsOn<'a> {
+    hosts: &'a [String],
+    tier: Tier,
+}
+
 fn ingress(
     app: &ExposedApp,
     owner: &Owner,
@@ -228,12 +240,12 @@ fn ingress(
     name: String,
     annotations: BTreeMap<String, String>,
     rules: Vec<Value>,
-    tls_hosts: &[String],
+    tls: TlsOn<'_>,
 ) -> Child {
     let mut spec = json!({"ingressClassName": tier_def.class_name});
     spec["rules"] = Value::Array(rules);
-    if !tls_hosts.is_empty() {
-        spec["tls"] = json!([{"hosts": tls_hosts, "secretName": secret_name(app)}]);
+    if !tls.hosts.is_empty() {
+        spec["tls"] = json!([{"hosts": tls.hosts, "secretName": secret_name(app, tls.tier)}]);
     }
     let mut meta = owner.meta(name, app.namespace().as_deref());
     if !annotations.is_empty() {

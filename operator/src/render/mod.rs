@@ -81,7 +81,8 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
     }
     out.children
         .extend(middleware::middlewares(app, network, &owner));
-    out.push(certificate::certificate(app, network, &owner));
+    out.children
+        .extend(certificate::certificates(app, network, &owner));
     let policy = network_policy::app_ingress(app, network, ctx, &owner, &mut out.findings);
     out.push(policy);
     for tier in Tier::ALL {

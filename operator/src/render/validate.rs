@@ -214,10 +214,22 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
                 format!("OAuth2 needs auth.oauth2Proxy.url on ClusterNetwork {net_name}"),
             ));
         }
-        if route.tls && spec.tls.is_none() && net.tls.is_none() {
+        // Each tier the route is served on needs an issuer for its certificate.
+        let no_issuer = Tier::ALL.into_iter().find(|t| {
+            route.exposure.includes(*t)
+                && net
+                    .ingress
+                    .get(*t)
+                    .is_some_and(|tier| tier.issuer_ref.is_none())
+        });
+        if let Some(tier) = no_issuer
+            && route.tls
+            && spec.tls.is_none()
+            && net.tls.is_none()
+        {
             out.push(invalid(
                 format!("spec.routes[{i}].tls"),
-                format!("no certificate issuer: set spec.tls.issuerRef or tls.issuerRef on ClusterNetwork {net_name}"),
+                format!("no certificate issuer for the {tier} tier: set spec.tls.issuerRef, or ingress.{tier}.issuerRef or tls.issuerRef on ClusterNetwork {net_name}"),
             ));
         }
     }
