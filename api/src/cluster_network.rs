@@ -200,11 +200,35 @@ pub struct IngressTier {
     /// (instead of `addresses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<NamespacedName>,
+    /// What this tier's DNS records publish, where that is not where the controller
+    /// listens: the router's public address that forwards to it, or a name (DynDNS) the
+    /// records point to as CNAME. Default: the tier's addresses (`addresses`, or the
+    /// `service`'s load-balancer status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<TierPublish>,
     /// cert-manager issuer of this tier's certificates (each app gets one Certificate per
     /// tier, holding only the TLS hosts served there), e.g. a private CA for the internal
     /// tier so internal names never reach a public ACME order. Default: `tls.issuerRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ref: Option<IssuerRef>,
+}
+
+/// What a tier's DNS records point to (see `IngressTier::publish`): exactly one of
+/// `addresses` or `hostname`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.addresses) && size(self.addresses) > 0) != has(self.hostname)", "message": "set exactly one of addresses or hostname"}
+]))]
+pub struct TierPublish {
+    /// Addresses the A/AAAA records publish, e.g. the router's public address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::ip_list")]
+    pub addresses: Vec<String>,
+    /// A name every host of the tier points to as CNAME, e.g. the router's DynDNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::host")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -314,6 +338,12 @@ pub struct DnsZone {
     /// Zone apex, e.g. `example.com`.
     #[schemars(schema_with = "crate::schema::host")]
     pub zone: String,
+    /// External zone only: publish private addresses (RFC 1918, CGNAT 100.64/10,
+    /// link-local, loopback, IPv6 ULA and link-local) too. Off by default: a public name
+    /// pointing at a LAN address fails for every client outside that LAN, so such an address
+    /// is left out and the app is Stalled with reason `PrivateAddressNotPublished`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_private_addresses: bool,
 }
 
 /// Which namespaces may claim hosts under a suffix.

@@ -142,6 +142,8 @@ pub enum Reason {
     ReferenceNotFound,
     /// A child's CRD is not installed in the cluster.
     KindNotInstalled,
+    /// An external-tier record would publish a private address; it is left out.
+    PrivateAddressNotPublished,
     /// cert-manager has not issued the Certificate.
     WaitingForCertificate,
     /// A LoadBalancer Service has no address yet, or a tier's addresses are unknown.
@@ -154,7 +156,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Ready,
         Reason::Progressing,
         Reason::InvalidSpec,
@@ -166,6 +168,7 @@ impl Reason {
         Reason::FqdnUnsupported,
         Reason::ReferenceNotFound,
         Reason::KindNotInstalled,
+        Reason::PrivateAddressNotPublished,
         Reason::WaitingForCertificate,
         Reason::WaitingForAddress,
         Reason::WaitingForDns,
@@ -186,6 +189,7 @@ impl Reason {
             Reason::FqdnUnsupported => "FQDNUnsupported",
             Reason::ReferenceNotFound => "ReferenceNotFound",
             Reason::KindNotInstalled => "KindNotInstalled",
+            Reason::PrivateAddressNotPublished => "PrivateAddressNotPublished",
             Reason::WaitingForCertificate => "WaitingForCertificate",
             Reason::WaitingForAddress => "WaitingForAddress",
             Reason::WaitingForDns => "WaitingForDNS",

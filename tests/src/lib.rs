@@ -445,7 +445,14 @@ pub fn dig(tier: &str, name: &str, rtype: &str) -> DnsAnswer {
 /// Waits until `dig` on `tier` answers `name`/`rtype` with exactly `want` (NOERROR), or,
 /// with `want` empty, says NXDOMAIN.
 pub async fn wait_dns(tier: &str, name: &str, rtype: &str, want: &[String], timeout: Duration) {
-    let mut want: Vec<String> = want.to_vec();
+    // dig prints a CNAME target fully qualified.
+    let mut want: Vec<String> = want
+        .iter()
+        .map(|t| match rtype {
+            "CNAME" if !t.ends_with('.') => format!("{t}."),
+            _ => t.clone(),
+        })
+        .collect();
     want.sort();
     let expected = if want.is_empty() {
         DnsAnswer {

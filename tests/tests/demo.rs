@@ -68,10 +68,15 @@ fn the_demo_ends_with_everything_ready() {
         .lines()
         .filter(|l| l.contains("app1.k8s.example.com") && l.contains(" -> "))
         .collect();
+    // External DNS publishes the router's public address (the tier's `publish`), never the
+    // LAN address MetalLB assigned; internal DNS the LAN address.
     assert!(
         dig_lines
             .iter()
-            .any(|l| l.contains("external") && l.contains("192.168.0.3"))
+            .any(|l| l.contains("external") && l.contains("203.0.113.7"))
+            && !dig_lines
+                .iter()
+                .any(|l| l.contains("external") && l.contains("192.168."))
             && dig_lines
                 .iter()
                 .any(|l| l.contains("internal") && l.contains("192.168.0.5")),

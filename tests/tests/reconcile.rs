@@ -148,7 +148,7 @@ async fn an_update_changes_only_what_it_should_and_removing_a_route_prunes() {
         gatehouse_operator::render::ChildKind::Certificate,
         &ns,
     )
-    .get("web")
+    .get("web-external")
     .await
     .unwrap();
     assert_eq!(
@@ -187,12 +187,8 @@ async fn an_update_changes_only_what_it_should_and_removing_a_route_prunes() {
         gatehouse_operator::render::ChildKind::Certificate,
         gatehouse_operator::render::ChildKind::DnsEndpoint,
     ] {
-        let name = if kind == gatehouse_operator::render::ChildKind::Certificate {
-            "web"
-        } else {
-            "web-external"
-        };
-        wait_exists(&dyn_api(&client, kind, &ns), name, false).await;
+        // One of each per tier: the external one here.
+        wait_exists(&dyn_api(&client, kind, &ns), "web-external", false).await;
     }
     assert!(
         exists(
@@ -477,7 +473,10 @@ async fn deleting_an_app_removes_dns_first_and_all_children_after() {
     );
     for (kind, name) in [
         (gatehouse_operator::render::ChildKind::Service, "web"),
-        (gatehouse_operator::render::ChildKind::Certificate, "web"),
+        (
+            gatehouse_operator::render::ChildKind::Certificate,
+            "web-external",
+        ),
         (
             gatehouse_operator::render::ChildKind::NetworkPolicy,
             "web-ingress",

@@ -376,6 +376,28 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     accepted(network(json!({"ingress": {"external": {"className": "n", "implementation": "Traefik"}, "internal": {"className": "t", "controller": "Traefik", "implementation": "Traefik"}}}))).await;
+    // A tier publishes exactly one of addresses or a CNAME target.
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "publish": {"addresses": ["203.0.113.7"], "hostname": "router.example.net"}}}})),
+        &["spec.ingress.external.publish", "exactly one of addresses or hostname"],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "publish": {}}}})),
+        &[
+            "spec.ingress.external.publish",
+            "exactly one of addresses or hostname",
+        ],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "publish": {"addresses": ["192.168.0.300"]}}}})),
+        &["spec.ingress.external.publish.addresses[0]", "must be an IPv4 or IPv6 address"],
+    )
+    .await;
+    accepted(network(json!({"ingress": {"external": {"className": "n", "publish": {"hostname": "router.dyndns.example.net"}},
+                                        "internal": {"className": "i", "issuerRef": {"name": "corp-pki"}}},
+                            "dns": {"external": {"zone": "example.com", "publishPrivateAddresses": true}}}))).await;
     rejected(
         network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.0/24"]}, {"name": "p", "addresses": ["10.0.1.0/24"]}]}})),
         &["spec.loadBalancer.pools", "pool names must be unique"],

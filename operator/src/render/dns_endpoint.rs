@@ -1,6 +1,7 @@
-//! DNSEndpoint `A-external` / `A-internal` (externaldns.k8s.io/v1alpha1): route hosts to the
-//! tier's addresses, tcp hosts to the LoadBalancer Service's assigned addresses, A and AAAA by
-//! the network's families.
+//! DNSEndpoint `A-external` / `A-internal` (externaldns.k8s.io/v1alpha1): route hosts to what
+//! the tier publishes (`publish`: addresses, or a CNAME target; else the tier's addresses),
+//! tcp hosts to the LoadBalancer Service's assigned addresses, A and AAAA by the network's
+//! families. External records never publish a private address unless the platform says so.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use super::child::{Child, ChildKind, Owner};
 use super::context::Context;
 use super::ingress::routes_on;
+use super::ip;
 use super::service::load_balancer_name;
 use super::validate::{Finding, Findings};
 
@@ -53,6 +55,82 @@ fn records(hosts: &[String], addrs: &[IpAddr], network: &ClusterNetwork, ttl: i6
     out
 }
 
+/// What a tier's route records point to.
+enum Targets {
+    Addresses(Vec<IpAddr>),
+    /// A CNAME target (the tier's `publish.hostname`).
+    Name(String),
+}
+
+fn route_targets(network: &ClusterNetwork, tier: Tier, ctx: &Context) -> Targets {
+    let publish = network
+        .spec
+        .ingress
+        .get(tier)
+        .and_then(|t| t.publish.as_ref());
+    match publish {
+        Some(p) => match &p.hostname {
+            Some(name) => Targets::Name(name.clone()),
+            None => {
+                Targets::Addresses(p.addresses.iter().filter_map(|a| ip::parse_ip(a)).collect())
+            }
+        },
+        None => Targets::Addresses(ctx.tier_addresses(network, tier)),
+    }
+}
+
+/// The addresses a tier's zone may publish, and the private ones it must leave out (the
+/// external tier, unless `dns.external.publishPrivateAddresses`).
+fn publishable(
+    network: &ClusterNetwork,
+    tier: Tier,
+    addrs: Vec<IpAddr>,
+) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let allowed = tier == Tier::Internal
+        || network
+            .spec
+            .dns
+            .external
+            .as_ref()
+            .is_some_and(|z| z.publish_private_addresses);
+    if allowed {
+        (addrs, Vec::new())
+    } else {
+        addrs.into_iter().partition(|a| !ip::is_private(*a))
+    }
+}
+
+fn private_finding(
+    field: &str,
+    private: &[IpAddr],
+    hosts: &[String],
+    network: &ClusterNetwork,
+) -> Finding {
+    let list: Vec<String> = private.iter().map(ToString::to_string).collect();
+    Finding::stalling(
+        Reason::PrivateAddressNotPublished,
+        field,
+        format!(
+            "{} private: the external records of {} leave it out (a public name pointing at a LAN address fails outside that LAN); set spec.ingress.external.publish (the router's public address or DynDNS name) or spec.dns.external.publishPrivateAddresses on ClusterNetwork {}",
+            if list.len() == 1 {
+                format!("{} is", list[0])
+            } else {
+                format!("{} are", list.join(", "))
+            },
+            hosts.join(", "),
+            network.name_any()
+        ),
+    )
+}
+
+/// One CNAME record per host.
+fn cname_records(hosts: &[String], target: &str, ttl: i64) -> Vec<Value> {
+    hosts
+        .iter()
+        .map(|host| json!({"dnsName": host, "recordType": "CNAME", "recordTTL": ttl, "targets": [target]}))
+        .collect()
+}
+
 pub fn dns_endpoint(
     app: &ExposedApp,
     network: &ClusterNetwork,
@@ -72,19 +150,28 @@ pub fn dns_endpoint(
         .flat_map(|r| r.hosts.clone())
         .collect();
     if !route_hosts.is_empty() {
-        let addrs = ctx.tier_addresses(network, tier);
-        if addrs.is_empty() {
-            findings.push(Finding::new(
-                Reason::WaitingForAddress,
-                format!("spec.routes (tier {tier:?})"),
-                format!(
-                    "the {tier} ingress tier's address is not known yet (ClusterNetwork {} spec.ingress.{tier}); DNS records for {} wait for it",
-                    network.name_any(),
-                    route_hosts.join(", ")
-                ),
-            ));
+        match route_targets(network, tier, ctx) {
+            Targets::Name(target) => endpoints.extend(cname_records(&route_hosts, &target, ttl)),
+            Targets::Addresses(addrs) => {
+                if addrs.is_empty() {
+                    findings.push(Finding::new(
+                        Reason::WaitingForAddress,
+                        format!("spec.routes (tier {tier:?})"),
+                        format!(
+                            "the {tier} ingress tier's address is not known yet (ClusterNetwork {} spec.ingress.{tier}); DNS records for {} wait for it",
+                            network.name_any(),
+                            route_hosts.join(", ")
+                        ),
+                    ));
+                }
+                let (addrs, private) = publishable(network, tier, addrs);
+                if !private.is_empty() {
+                    let field = format!("spec.routes (tier {tier:?})");
+                    findings.push(private_finding(&field, &private, &route_hosts, network));
+                }
+                endpoints.extend(records(&route_hosts, &addrs, network, ttl));
+            }
         }
-        endpoints.extend(records(&route_hosts, &addrs, network, ttl));
     }
 
     let tcp_hosts: Vec<String> = app
@@ -105,6 +192,15 @@ pub fn dns_endpoint(
                     load_balancer_name(app, tier),
                     tcp_hosts.join(", ")
                 ),
+            ));
+        }
+        let (addrs, private) = publishable(network, tier, addrs);
+        if !private.is_empty() {
+            findings.push(private_finding(
+                "spec.tcp[].hosts",
+                &private,
+                &tcp_hosts,
+                network,
             ));
         }
         endpoints.extend(records(&tcp_hosts, &addrs, network, ttl));

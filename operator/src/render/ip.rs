@@ -90,6 +90,30 @@ pub fn parse_pool_entry(s: &str) -> Option<Range> {
 }
 
 /// Whether `host` equals `zone` or lies under it (`*.zone` lies under `zone`).
+/// Whether an address is only meaningful inside some private network, so a public DNS
+/// record must not point at it: RFC 1918, CGNAT (100.64/10), link-local, loopback and
+/// unspecified; IPv6 unique-local (fc00::/7), link-local (fe80::/10), loopback. The
+/// documentation ranges (192.0.2/24, 2001:db8::/32, ...) count as public.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 pub fn host_in_zone(host: &str, zone: &str) -> bool {
     let host = host.trim_end_matches('.');
     let zone = zone.trim_end_matches('.');
@@ -102,6 +126,33 @@ pub fn host_in_zone(host: &str, zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_addresses_are_the_ones_public_dns_must_not_publish() {
+        for private in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.29.15",
+            "100.64.0.1",
+            "169.254.1.1",
+            "127.0.0.1",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+        ] {
+            assert!(is_private(parse_ip(private).unwrap()), "{private}");
+        }
+        for public in [
+            "203.0.113.10",
+            "192.0.2.1",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2a01:799:393:f10b:1::1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_private(parse_ip(public).unwrap()), "{public}");
+        }
+    }
 
     #[test]
     fn cidr_and_ranges() {
