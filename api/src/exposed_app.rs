@@ -63,6 +63,12 @@ pub struct ExposedAppSpec {
     /// Ports of the pods. Every Service of the app uses these names.
     #[schemars(length(min = 1, max = 64))]
     pub ports: Vec<AppPort>,
+    /// Route to a Service that exists already (one a Helm chart made) instead of the Service
+    /// `A` Gatehouse would create: the app then owns no ClusterIP Service and Gatehouse never
+    /// writes to this one. Route ports name its ports (`ports[]` still describes the pods,
+    /// for the NetworkPolicy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ExistingService>,
     /// HTTP(S) exposure through the network's ingress tiers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
@@ -192,6 +198,15 @@ pub struct RoutePath {
 
 fn default_path() -> String {
     "/".into()
+}
+
+/// A Service in the app's namespace that the app routes to instead of its own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExistingService {
+    /// The Service's name.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub name: String,
 }
 
 /// App-level TLS settings.

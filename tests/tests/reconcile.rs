@@ -727,3 +727,92 @@ async fn tcp_dns_records_appear_once_the_address_is_assigned() {
         .await
         .unwrap();
 }
+
+/// Seeds 002/004: a Helm chart made the Service already. The app routes to it, owns no
+/// Service, never writes it, waits while it is missing and is Stalled, naming the field,
+/// when a route names a port it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_routes_to_an_existing_service_and_never_writes_it() {
+    let (client, ns, net, zone) = setup("existing", json!({})).await;
+    let route = |port: &str| {
+        json!({"service": {"name": "grafana"},
+               "ports": [{"name": "http", "port": 80, "targetPort": 3000}, {"name": "metrics", "port": 9090}],
+               "routes": [{"hosts": [format!("grafana.{zone}")], "tls": false, "redirectToHttps": false,
+                           "paths": [{"path": "/", "port": port}]}]})
+    };
+    apply(&client, &app(&ns, "dashboards", &net, route("http")), false)
+        .await
+        .unwrap();
+    // The chart has not run yet: the routes wait for its Service.
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "dashboards",
+        "Ready",
+        "False",
+        Some("ReferenceNotFound"),
+        LONG,
+    )
+    .await;
+    let (_, _, message) = condition(&obj, "Ready").unwrap();
+    assert!(message.contains("spec.service.name"), "{message}");
+    let chart = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "grafana", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"selector": {"app": "grafana"}, "ports": [{"name": "http", "port": 80, "targetPort": 3000}]},
+    });
+    let created = apply(&client, &chart, false).await.unwrap();
+    converge(&client, &ns, "dashboards").await;
+    let ing = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("dashboards-external")
+        .await
+        .unwrap();
+    let backend = ing.spec.unwrap().rules.unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths[0]
+        .backend
+        .service
+        .clone()
+        .unwrap();
+    assert_eq!(backend.name, "grafana");
+    assert!(
+        !exists(
+            &dyn_api(&client, gatehouse_operator::render::ChildKind::Service, &ns),
+            "dashboards"
+        )
+        .await,
+        "the app owns no Service"
+    );
+    // A route to a port the chart's Service lacks: Stalled, naming the field.
+    apply(
+        &client,
+        &app(&ns, "dashboards", &net, route("metrics")),
+        false,
+    )
+    .await
+    .unwrap();
+    let obj = wait_condition(
+        &apps(&client, &ns),
+        "dashboards",
+        "Stalled",
+        "True",
+        Some("InvalidSpec"),
+        LONG,
+    )
+    .await;
+    let (_, _, message) = condition(&obj, "Stalled").unwrap();
+    assert!(
+        message.contains("spec.routes[0].paths[0].port") && message.contains("\"metrics\""),
+        "{message}"
+    );
+    let svc = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("grafana")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.resource_version(),
+        created.resource_version(),
+        "the chart's Service was written"
+    );
+}

@@ -56,6 +56,16 @@ fn targets<'a>(peers: impl Iterator<Item = &'a Peer>, own_ns: &str) -> BTreeSet<
     out
 }
 
+/// What an app's render reads besides itself: its `allowFrom` peers and the existing
+/// Service it routes to.
+fn app_targets(app: &ExposedApp, own_ns: &str) -> BTreeSet<(bool, Key)> {
+    let mut out = targets(app.spec.allow_from.iter(), own_ns);
+    if let Some(s) = &app.spec.service {
+        out.insert((false, (own_ns.to_string(), s.name.clone())));
+    }
+    out
+}
+
 fn key_of<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
@@ -151,7 +161,7 @@ impl Index {
             .entry(a.spec.network.clone())
             .or_default()
             .insert(key.clone());
-        for t in targets(a.spec.allow_from.iter(), &key.0) {
+        for t in app_targets(&a, &key.0) {
             self.referrers
                 .entry(t)
                 .or_default()
@@ -166,7 +176,7 @@ impl Index {
         let key = (namespace.to_string(), name.to_string());
         let old = self.ctx.apps.get(&key).cloned()?;
         remove_from(&mut self.apps_by_network, &old.spec.network, &key);
-        for t in targets(old.spec.allow_from.iter(), namespace) {
+        for t in app_targets(&old, namespace) {
             if let Some(r) = self.referrers.get_mut(&t) {
                 r.apps.remove(&key);
                 if r.is_empty() {

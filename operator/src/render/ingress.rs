@@ -26,6 +26,14 @@ pub const TRAEFIK_ROUTER_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
 /// the app.
 pub const AUTH_RESPONSE_HEADERS: [&str; 2] = ["X-Auth-Request-User", "X-Auth-Request-Email"];
 
+/// The Service routes send to: the existing one the app names, else its own Service `A`.
+pub fn backend_service(app: &ExposedApp) -> String {
+    match &app.spec.service {
+        Some(existing) => existing.name.clone(),
+        None => app.name_any(),
+    }
+}
+
 /// Routes served on a tier that the network defines.
 pub fn routes_on<'a>(app: &'a ExposedApp, network: &ClusterNetwork, tier: Tier) -> Vec<&'a Route> {
     if network.spec.ingress.get(tier).is_none() {
@@ -203,7 +211,7 @@ fn rules(app: &ExposedApp, routes: &[&Route], keep: impl Fn(&Route) -> bool) -> 
     let mut rules = Vec::new();
     for route in routes.iter().filter(|r| keep(r)) {
         let paths: Vec<Value> = if route.paths.is_empty() {
-            vec![path("/", "Prefix", &app.name_any(), &default_port)]
+            vec![path("/", "Prefix", &backend_service(app), &default_port)]
         } else {
             route
                 .paths
@@ -214,7 +222,7 @@ fn rules(app: &ExposedApp, routes: &[&Route], keep: impl Fn(&Route) -> bool) -> 
                         gatehouse_api::PathType::Prefix => "Prefix",
                         gatehouse_api::PathType::Exact => "Exact",
                     };
-                    path(&p.path, path_type, &app.name_any(), &port)
+                    path(&p.path, path_type, &backend_service(app), &port)
                 })
                 .collect()
         };

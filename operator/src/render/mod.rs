@@ -71,7 +71,11 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
     let owner = Owner::of(app);
     let mut out = Rendered::default();
 
-    out.push(Some(service::cluster_ip(app, network, &owner)));
+    // With an existing Service the app owns none: routes go to that one.
+    match &app.spec.service {
+        None => out.push(Some(service::cluster_ip(app, network, &owner))),
+        Some(existing) => service::check_existing(app, &existing.name, ctx, &mut out.findings),
+    }
     for tier in Tier::ALL {
         out.push(service::load_balancer(app, network, tier, &owner));
     }

@@ -1,14 +1,19 @@
 //! Services: `A` (ClusterIP, every port) and `A-external` / `A-internal` (LoadBalancer, the
-//! `tcp[]` ports of that tier, with the provider's pool and address annotations).
+//! `tcp[]` ports of that tier, with the provider's pool and address annotations). An app
+//! naming an existing Service (`spec.service`) gets no Service `A`; that one is checked.
 
 use std::collections::BTreeMap;
 
-use gatehouse_api::{AppPort, ClusterNetwork, ExposedApp, LbProvider, TcpExposure, Tier, labels};
+use gatehouse_api::{
+    AppPort, ClusterNetwork, ExposedApp, LbProvider, Reason, TcpExposure, Tier, labels,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::child::{Child, ChildKind, Owner};
+use super::context::Context;
+use super::validate::{Finding, Findings};
 
 pub const METALLB_POOL: &str = "metallb.io/address-pool";
 pub const METALLB_IPS: &str = "metallb.io/loadBalancerIPs";
@@ -137,5 +142,58 @@ pub fn load_balancer(
     {
         spec["ports"] = Value::Array(ports);
         Some(Child::with_spec(ChildKind::Service, meta, spec))
+    }
+}
+
+/// An app routing to an existing Service: it must exist (until it does, the routes wait,
+/// as for a peer that does not resolve yet) and have every port the routes name.
+pub fn check_existing(app: &ExposedApp, name: &str, ctx: &Context, findings: &mut Findings) {
+    let namespace = app.namespace().unwrap_or_default();
+    let Some(svc) = ctx.services.get(&(namespace.clone(), name.to_string())) else {
+        findings.push(Finding::new(
+            Reason::ReferenceNotFound,
+            "spec.service.name",
+            format!("Service {namespace}/{name} does not exist (yet); its routes wait for it"),
+        ));
+        return;
+    };
+    let have: Vec<&str> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
+    let default_port = app.spec.ports.first().map(|p| p.name.as_str());
+    for (i, route) in app.spec.routes.iter().enumerate() {
+        let named: Vec<(String, &str)> = if route.paths.is_empty() {
+            default_port
+                .map(|p| (format!("spec.routes[{i}]"), p))
+                .into_iter()
+                .collect()
+        } else {
+            route
+                .paths
+                .iter()
+                .enumerate()
+                .filter_map(|(j, p)| {
+                    let port = p.port.as_deref().or(default_port)?;
+                    Some((format!("spec.routes[{i}].paths[{j}].port"), port))
+                })
+                .collect()
+        };
+        for (field, port) in named {
+            if !have.contains(&port) {
+                findings.push(Finding::stalling(
+                    Reason::InvalidSpec,
+                    field,
+                    format!(
+                        "Service {namespace}/{name} has no port named {port:?} (it has {}); routes to an existing Service name its ports",
+                        if have.is_empty() { "no named ports".to_string() } else { have.join(", ") }
+                    ),
+                ));
+            }
+        }
     }
 }
