@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt, stream};
 use gatehouse_api::{ClusterNetwork, ExposedApp, ExposedAppStatus, ResourceStatus, labels};
-use gatehouse_operator::reconcile::apply::{HASH_ANNOTATION, stable_hash};
+use gatehouse_operator::reconcile::plan::{HASH_ANNOTATION, applied_body, stable_hash};
 use gatehouse_operator::reconcile::status::{Assessment, conditions};
 use gatehouse_operator::reconcile::{api_resource, apply_status};
 use gatehouse_operator::render::{ChildKind, Context, render_exposed_app};
@@ -430,10 +430,8 @@ fn baseline_jobs(network: &ClusterNetwork, apps: &[ExposedApp]) -> Result<Vec<Jo
                 )
                 .into());
             }
-            // Exactly what apply::ensure sends.
-            let hash = stable_hash(&child.object.to_string());
-            let mut desired = child.object.clone();
-            desired["metadata"]["annotations"][HASH_ANNOTATION] = Value::String(hash);
+            // Exactly what the operator's plan writes.
+            let desired = applied_body(child, &stable_hash(&child.object.to_string()));
             children.push((child.kind, desired));
             resources.push(ResourceStatus {
                 api_version: child.kind.api_version(),

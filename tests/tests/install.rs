@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use gatehouse_operator::reconcile::apply::first_difference;
+use gatehouse_operator::reconcile::plan::first_difference;
 use gatehouse_tests::{apply, client, root, yaml_docs};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gatehouse_operator::input;
-use gatehouse_operator::reconcile::apply::{contains, first_difference};
+use gatehouse_operator::reconcile::plan::{contains, first_difference};
 use gatehouse_operator::render::{self, ChildKind};
 use gatehouse_tests::sets::{
     apply_set, converge, delete_set, namespaces_of, owners, played_load_balancer,

@@ -10,7 +10,6 @@ use super::plan::{Outcome, Plan, Step, after_read, describe, describe_key};
 use crate::error::{Error, Result};
 use crate::render::{Child, ChildKind};
 
-pub use super::plan::{HASH_ANNOTATION, contains, first_difference, stable_hash};
 pub use crate::render::ChildKey;
 
 /// child -> (resourceVersion, desired hash) at which it was last written or seen to hold

@@ -297,31 +297,31 @@ impl Index {
         }
     }
 
-    /// After a relist of a kind: `cached` gives the cache's copy of an object the new list
-    /// holds. Entries the list no longer holds are dropped with everything indexed under
-    /// them; the rest are pointed at the cache's copy, so no object is held twice.
-    pub fn retain_apps(&mut self, cached: impl FnMut(&Key) -> Option<Arc<ExposedApp>>) {
-        for (ns, name) in reshare(self.ctx.apps.iter_mut(), cached) {
+    /// After a relist of a kind (whose listed objects the caller has just upserted from
+    /// the cache): drops the entries the new list no longer holds, with everything indexed
+    /// under them.
+    pub fn retain_apps(&mut self, exists: impl FnMut(&Key) -> bool) {
+        for (ns, name) in gone(self.ctx.apps.keys(), exists) {
             self.remove_app(&ns, &name);
         }
     }
-    pub fn retain_policies(&mut self, cached: impl FnMut(&Key) -> Option<Arc<EgressPolicy>>) {
-        for (ns, name) in reshare(self.policies.iter_mut(), cached) {
+    pub fn retain_policies(&mut self, exists: impl FnMut(&Key) -> bool) {
+        for (ns, name) in gone(self.policies.keys(), exists) {
             self.remove_policy(&ns, &name);
         }
     }
-    pub fn retain_networks(&mut self, cached: impl FnMut(&String) -> Option<Arc<ClusterNetwork>>) {
-        for name in reshare(self.ctx.networks.iter_mut(), cached) {
+    pub fn retain_networks(&mut self, exists: impl FnMut(&String) -> bool) {
+        for name in gone(self.ctx.networks.keys(), exists) {
             self.remove_network(&name);
         }
     }
-    pub fn retain_services(&mut self, cached: impl FnMut(&Key) -> Option<Arc<Service>>) {
-        for (ns, name) in reshare(self.ctx.services.iter_mut(), cached) {
+    pub fn retain_services(&mut self, exists: impl FnMut(&Key) -> bool) {
+        for (ns, name) in gone(self.ctx.services.keys(), exists) {
             self.remove_service(&ns, &name);
         }
     }
-    pub fn retain_namespaces(&mut self, cached: impl FnMut(&String) -> Option<Arc<Namespace>>) {
-        for name in reshare(self.ctx.namespaces.iter_mut(), cached) {
+    pub fn retain_namespaces(&mut self, exists: impl FnMut(&String) -> bool) {
+        for name in gone(self.ctx.namespaces.keys(), exists) {
             self.remove_namespace(&name);
         }
     }
@@ -415,20 +415,12 @@ pub fn hosts_of<'a>(new: Option<&'a ExposedApp>, old: Option<&'a ExposedApp>) ->
     out
 }
 
-/// Re-points every value of `map` at the cache's copy; returns the keys the cache no
-/// longer holds (for the caller to remove with what is indexed under them).
-fn reshare<'m, K: Clone + 'm, V: 'm>(
-    entries: impl IntoIterator<Item = (&'m K, &'m mut Arc<V>)>,
-    mut cached: impl FnMut(&K) -> Option<Arc<V>>,
+/// The keys for which `exists` is false.
+fn gone<'m, K: Clone + 'm>(
+    keys: impl Iterator<Item = &'m K>,
+    mut exists: impl FnMut(&K) -> bool,
 ) -> Vec<K> {
-    let mut gone = Vec::new();
-    for (k, v) in entries {
-        match cached(k) {
-            Some(c) => *v = c,
-            None => gone.push(k.clone()),
-        }
-    }
-    gone
+    keys.filter(|k| !exists(k)).cloned().collect()
 }
 
 #[cfg(test)]
@@ -501,8 +493,7 @@ mod tests {
         assert!(ix.referrers(false, "b", "db").is_none());
         assert!(ix.apps_sharing_hosts(hosts.iter(), &web).is_empty());
 
-        let web_app = ix.ctx.apps.get(&("a".into(), "web".into())).cloned();
-        ix.retain_apps(|k| (k.1 == "web").then(|| web_app.clone()).flatten());
+        ix.retain_apps(|k| k.1 == "web");
         assert_eq!(ix.app_count("n2"), 0);
         assert!(ix.ctx.app("b", "api").is_none());
         assert!(ix.ctx.app("a", "web").is_some());

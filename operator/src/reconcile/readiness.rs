@@ -73,9 +73,7 @@ pub fn of(child: &Child, seen: Seen<'_>) -> Readiness {
     let live = match seen {
         Seen::Absent => {
             return match child.kind {
-                ChildKind::Certificate | ChildKind::DnsEndpoint => {
-                    Readiness::Waiting(Wait::JustWritten)
-                }
+                kind if kind.ready_by_status() => Readiness::Waiting(Wait::JustWritten),
                 ChildKind::Service if is_lb(&child.object) => Readiness::Waiting(Wait::Address),
                 _ => Readiness::Ready,
             };

@@ -19,6 +19,7 @@ use super::Shared;
 use super::plan::{self, Known, Outcome, Plan};
 use super::readiness::{self, ChildReadiness, Readiness, Seen};
 use crate::error::Result;
+use crate::render::child::leak_kind;
 use crate::render::{self, Child, Finding, Owner};
 
 /// Runs `f` (validate + render) on the render context the index keeps current. The lock is
@@ -142,21 +143,14 @@ where
     }
     let kind = K::kind(&());
     let written = super::apply_status(api, &kind, &obj.name_any(), status).await?;
-    if let (Some(rv), Some(kind)) = (written, owner_kind(&kind)) {
+    if let Some(rv) = written {
         ctx.status_echoes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((kind, obj.namespace(), obj.name_any()), rv);
+            .insert((leak_kind(&kind), obj.namespace(), obj.name_any()), rv);
     }
     publish_stalled(obj, previous.conditions(), status.conditions(), ctx).await;
     Ok(())
-}
-
-/// The kind as a static name (the key of `Context::status_echoes`).
-fn owner_kind(kind: &str) -> Option<&'static str> {
-    ["ExposedApp", "EgressPolicy", "ClusterNetwork"]
-        .into_iter()
-        .find(|k| *k == kind)
 }
 
 /// An Event when Stalled turns True or changes reason; failures to publish are logged only.

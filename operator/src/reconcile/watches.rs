@@ -72,7 +72,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
     for kind in served.iter().copied().filter(|k| *k != ChildKind::Service) {
         let ar = api_resource(kind);
         // Readiness of these lives in their status: their content is cached too.
-        let with_content = matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint);
+        let with_content = kind.ready_by_status();
         let meta_feeds = if with_content {
             Feeds::Index
         } else {
@@ -188,7 +188,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                             t.network_changed(&o.name_any(), &w);
                         }
                     }
-                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)));
+                    w.retain_networks(|n| st.networks.get(&ObjectRef::new(n)).is_some());
                 }
             }
         },
@@ -220,7 +220,9 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     for o in st.apps.state() {
                         w.upsert_app(o);
                     }
-                    w.retain_apps(|(ns, name)| st.apps.get(&ObjectRef::new(name).within(ns)))
+                    w.retain_apps(|(ns, name)| {
+                        st.apps.get(&ObjectRef::new(name).within(ns)).is_some()
+                    })
                 }
             }
         },
@@ -250,7 +252,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                         w.upsert_policy(o);
                     }
                     w.retain_policies(|(ns, name)| {
-                        st.policies.get(&ObjectRef::new(name).within(ns))
+                        st.policies.get(&ObjectRef::new(name).within(ns)).is_some()
                     })
                 }
             }
@@ -302,7 +304,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                         t.service_changed(&o, false, &w);
                     }
                 }
-                w.retain_services(|(ns, name)| st.services.get(&ObjectRef::new(name).within(ns)));
+                w.retain_services(|(ns, name)| exists(ns, name));
             }
         }
     }));
@@ -332,7 +334,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     any_changed |= changed(old.as_deref(), &o);
                     w.upsert_namespace(o);
                 }
-                w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)));
+                w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)).is_some());
                 if any_changed {
                     t.namespace_changed(&w);
                 }
@@ -395,7 +397,7 @@ where
 
 /// What the metadata caches keep of managedFields: who wrote (manager, operation,
 /// subresource), not the field sets, which are most of an object's metadata and which no
-/// step reads (apply::written_only_by_us needs only the managers).
+/// step reads (plan::written_only_by_us needs only the managers).
 fn keep_only_managers(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     for f in meta.managed_fields.iter_mut().flatten() {
         f.fields_v1 = None;
@@ -492,7 +494,7 @@ fn echo_of_our_write(
     meta: &ObjectMeta,
     verified: &Mutex<apply::Verified>,
 ) -> bool {
-    if matches!(kind, ChildKind::Certificate | ChildKind::DnsEndpoint) {
+    if kind.ready_by_status() {
         return false;
     }
     let key = (

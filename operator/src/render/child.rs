@@ -121,6 +121,13 @@ impl ChildKind {
     pub fn kind(self) -> &'static str {
         self.gvk().2
     }
+
+    /// Whether readiness is read from the child's status (Certificate: cert-manager's
+    /// conditions; DNSEndpoint: external-dns's observedGeneration), so the operator caches
+    /// its content, not only its metadata.
+    pub fn ready_by_status(self) -> bool {
+        matches!(self, ChildKind::Certificate | ChildKind::DnsEndpoint)
+    }
 }
 
 /// One desired child: its identity as typed fields (what plan, prune and readiness key on)
@@ -282,7 +289,7 @@ fn meta_value(meta: ObjectMeta) -> Value {
 }
 
 /// Kinds are a fixed set of three; map to statics so Owner stays cheap to clone.
-fn leak_kind(kind: &str) -> &'static str {
+pub(crate) fn leak_kind(kind: &str) -> &'static str {
     match kind {
         "ClusterNetwork" => "ClusterNetwork",
         "ExposedApp" => "ExposedApp",

@@ -11,7 +11,7 @@ use gatehouse_api::{
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::certificate::secret_name;
+use super::certificate::{self, secret_name};
 use super::child::{Child, ChildKind, Owner};
 use super::middleware;
 
@@ -89,11 +89,7 @@ pub fn ingresses(
     let style = tier_style(&routes);
     let name = format!("{}-{}", app.name_any(), tier);
     let rules = rules(app, &routes, |_| true);
-    let tls_hosts: Vec<String> = routes
-        .iter()
-        .filter(|r| r.tls)
-        .flat_map(|r| r.hosts.iter().cloned())
-        .collect();
+    let tls_hosts = certificate::tls_hosts(app, network, tier);
     let auth_url = if style.auth {
         oauth2_url(network)
     } else {
