@@ -108,6 +108,62 @@ pub struct LoadBalancer {
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub pools: Vec<Pool>,
+    /// BGP peering of the cluster's speakers: announces the addresses of every pool with
+    /// `advertisement: BGP` (MetalLB `BGPPeer`s; Cilium's BGP control plane v2). Needed by
+    /// any BGP pool: without a peer nothing announces it, and the network is Stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<Bgp>,
+}
+
+/// BGP peering (see `LoadBalancer::bgp`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bgp {
+    /// AS number the cluster's speakers use (1-4294967295), e.g. a private ASN 64512.
+    #[serde(rename = "localASN")]
+    #[schemars(schema_with = "crate::schema::asn")]
+    pub local_asn: u32,
+    /// The routers the speakers peer with (1-32, unique names).
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(p, self.filter(q, q.name == p.name).size() == 1)", "message": "peer names must be unique"}
+    ]))]
+    pub peers: Vec<BgpPeer>,
+}
+
+/// One BGP router the cluster's speakers peer with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeer {
+    /// Peer name (DNS-1123 label); names the MetalLB `BGPPeer` or the
+    /// `CiliumBGPPeerConfig`.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub name: String,
+    /// The router's address (IPv4 or IPv6) the speakers dial.
+    #[schemars(schema_with = "crate::schema::ip")]
+    pub address: String,
+    /// The router's AS number (1-4294967295): equal to `localASN` for iBGP, else eBGP.
+    #[schemars(schema_with = "crate::schema::asn")]
+    pub asn: u32,
+    /// Secret holding the TCP MD5 password under key `password`. MetalLB: in
+    /// `loadBalancer.namespace`, of type `kubernetes.io/basic-auth`; Cilium: in its BGP
+    /// secrets namespace (`kube-system` unless Cilium is configured otherwise). The platform
+    /// creates it; Gatehouse only refers to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretRef>,
+    /// Only nodes with these labels peer with this router (default: every node). With
+    /// Cilium every peer must have the same selector (one BGP instance per node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+}
+
+/// A Secret by name, in the namespace the field's description gives.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -136,6 +136,8 @@ pub enum Reason {
     NetworkNotFound,
     /// `tcp[].proxyProtocol` with a provider that cannot send it.
     ProxyProtocolUnsupported,
+    /// A pool with `advertisement: BGP` and no `loadBalancer.bgp` peer: nothing announces it.
+    BgpPeerMissing,
     /// An `fqdn` peer needs `policy.engine: Cilium`.
     FqdnUnsupported,
     /// An `app` or `service` peer does not exist (yet).
@@ -156,7 +158,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Ready,
         Reason::Progressing,
         Reason::InvalidSpec,
@@ -165,6 +167,7 @@ impl Reason {
         Reason::HostNotAllowed,
         Reason::NetworkNotFound,
         Reason::ProxyProtocolUnsupported,
+        Reason::BgpPeerMissing,
         Reason::FqdnUnsupported,
         Reason::ReferenceNotFound,
         Reason::KindNotInstalled,
@@ -186,6 +189,7 @@ impl Reason {
             Reason::HostNotAllowed => "HostNotAllowed",
             Reason::NetworkNotFound => "NetworkNotFound",
             Reason::ProxyProtocolUnsupported => "ProxyProtocolUnsupported",
+            Reason::BgpPeerMissing => "BGPPeerMissing",
             Reason::FqdnUnsupported => "FQDNUnsupported",
             Reason::ReferenceNotFound => "ReferenceNotFound",
             Reason::KindNotInstalled => "KindNotInstalled",

@@ -376,6 +376,31 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     accepted(network(json!({"ingress": {"external": {"className": "n", "implementation": "Traefik"}, "internal": {"className": "t", "controller": "Traefik", "implementation": "Traefik"}}}))).await;
+    // BGP peering: unique peer names, ASNs 1-4294967295, an IP to dial, at least one peer.
+    let bgp = |bgp: serde_json::Value| {
+        network(json!({"loadBalancer": {"provider": "MetalLB", "bgp": bgp}}))
+    };
+    rejected(
+        bgp(json!({"localASN": 64512, "peers": [{"name": "r", "address": "10.0.0.1", "asn": 1}, {"name": "r", "address": "10.0.0.2", "asn": 2}]})),
+        &["spec.loadBalancer.bgp.peers", "peer names must be unique"],
+    )
+    .await;
+    rejected(
+        bgp(json!({"localASN": 0, "peers": [{"name": "r", "address": "10.0.0.1", "asn": 4294967296u64}]})),
+        &["spec.loadBalancer.bgp.localASN", "spec.loadBalancer.bgp.peers[0].asn"],
+    )
+    .await;
+    rejected(
+        bgp(json!({"localASN": 64512, "peers": [{"name": "r", "address": "router.example.net", "asn": 64513}]})),
+        &["spec.loadBalancer.bgp.peers[0].address", "must be an IPv4 or IPv6 address"],
+    )
+    .await;
+    rejected(
+        bgp(json!({"localASN": 64512, "peers": []})),
+        &["spec.loadBalancer.bgp.peers"],
+    )
+    .await;
+    accepted(bgp(json!({"localASN": 4294967295u32, "peers": [{"name": "r", "address": "2001:db8::1", "asn": 64512, "passwordSecretRef": {"name": "md5"}, "nodeSelector": {"matchLabels": {"rack": "r1"}}}]}))).await;
     // A tier publishes exactly one of addresses or a CNAME target.
     rejected(
         network(json!({"ingress": {"external": {"className": "n", "publish": {"addresses": ["203.0.113.7"], "hostname": "router.example.net"}}}})),

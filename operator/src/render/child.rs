@@ -14,7 +14,11 @@ pub enum ChildKind {
     IpAddressPool,
     L2Advertisement,
     BgpAdvertisement,
+    BgpPeer,
     CiliumLoadBalancerIpPool,
+    CiliumBgpClusterConfig,
+    CiliumBgpPeerConfig,
+    CiliumBgpAdvertisement,
     NetworkAttachmentDefinition,
     Service,
     Middleware,
@@ -26,11 +30,15 @@ pub enum ChildKind {
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 12] = [
+    pub const ALL: [ChildKind; 16] = [
         ChildKind::IpAddressPool,
         ChildKind::L2Advertisement,
         ChildKind::BgpAdvertisement,
+        ChildKind::BgpPeer,
         ChildKind::CiliumLoadBalancerIpPool,
+        ChildKind::CiliumBgpClusterConfig,
+        ChildKind::CiliumBgpPeerConfig,
+        ChildKind::CiliumBgpAdvertisement,
         ChildKind::NetworkAttachmentDefinition,
         ChildKind::Service,
         ChildKind::Middleware,
@@ -65,11 +73,33 @@ impl ChildKind {
                 "bgpadvertisements",
                 true,
             ),
+            ChildKind::BgpPeer => ("metallb.io", "v1beta2", "BGPPeer", "bgppeers", true),
             ChildKind::CiliumLoadBalancerIpPool => (
                 "cilium.io",
                 "v2",
                 "CiliumLoadBalancerIPPool",
                 "ciliumloadbalancerippools",
+                false,
+            ),
+            ChildKind::CiliumBgpClusterConfig => (
+                "cilium.io",
+                "v2",
+                "CiliumBGPClusterConfig",
+                "ciliumbgpclusterconfigs",
+                false,
+            ),
+            ChildKind::CiliumBgpPeerConfig => (
+                "cilium.io",
+                "v2",
+                "CiliumBGPPeerConfig",
+                "ciliumbgppeerconfigs",
+                false,
+            ),
+            ChildKind::CiliumBgpAdvertisement => (
+                "cilium.io",
+                "v2",
+                "CiliumBGPAdvertisement",
+                "ciliumbgpadvertisements",
                 false,
             ),
             ChildKind::NetworkAttachmentDefinition => (

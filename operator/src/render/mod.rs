@@ -8,6 +8,7 @@
 //! cluster a render may read.
 
 pub mod attachment;
+pub mod bgp;
 pub mod certificate;
 pub mod child;
 pub mod cilium_policy;
@@ -177,6 +178,8 @@ pub fn cluster_network(valid: &ValidNetwork<'_>, ctx: &Context) -> Rendered {
     let owner = Owner::of(network);
     let mut out = Rendered::default();
     out.children.extend(pool::pools(network, &owner));
+    out.children
+        .extend(bgp::bgp(network, &owner, &mut out.findings));
     out.children
         .extend(network_policy::default_deny(network, ctx, &owner));
     out.children

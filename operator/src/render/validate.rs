@@ -613,6 +613,41 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
             }
         }
     }
+    if let Some(bgp) = &spec.load_balancer.bgp {
+        if matches!(provider, LbProvider::Hetzner | LbProvider::None) {
+            out.push(invalid(
+                "spec.loadBalancer.bgp",
+                format!("BGP peering needs provider MetalLB or Cilium (provider is {provider:?})"),
+            ));
+        }
+        for (i, p) in bgp.peers.iter().enumerate() {
+            let field = format!("spec.loadBalancer.bgp.peers[{i}]");
+            if bgp.peers[..i].iter().any(|q| q.name == p.name) {
+                out.push(invalid(
+                    format!("{field}.name"),
+                    format!("peer {:?} is declared twice", p.name),
+                ));
+            }
+            if ip::parse_ip(&p.address).is_none() {
+                out.push(invalid(
+                    format!("{field}.address"),
+                    format!("{:?} is not an IP address", p.address),
+                ));
+            }
+            // Cilium runs one BGP instance per node, chosen by the cluster config's one
+            // node selector: peers on different node sets cannot be said in one config,
+            // and two configs selecting the same node conflict.
+            if provider == LbProvider::Cilium && p.node_selector != bgp.peers[0].node_selector {
+                out.push(invalid(
+                    format!("{field}.nodeSelector"),
+                    format!(
+                        "with provider Cilium every peer needs the same nodeSelector (peer {:?} differs from {:?})",
+                        p.name, bgp.peers[0].name
+                    ),
+                ));
+            }
+        }
+    }
     for tier in Tier::ALL {
         if let Some(t) = spec.ingress.get(tier) {
             if !t.addresses.is_empty() && t.service.is_some() {
