@@ -50,6 +50,10 @@ use crate::peer::Peer;
     {
         "rule": "!has(self.allowFrom) || self.allowFrom.all(p, !has(p.fqdn))",
         "message": "spec.allowFrom: fqdn peers are only allowed in EgressPolicy rules", "fieldPath": ".allowFrom"
+    },
+    {
+        "rule": "!has(self.allowFrom) || self.allowFrom.all(p, !has(p.apiServer))",
+        "message": "spec.allowFrom: apiServer peers are only allowed in EgressPolicy rules", "fieldPath": ".allowFrom"
     }
 ]))]
 pub struct ExposedAppSpec {

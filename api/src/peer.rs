@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use crate::common::LabelSelector;
 
 /// Exactly one kind of peer: `app`, `service`, selectors (`namespaceSelector` and/or
-/// `podSelector`), `cidr` (with optional `except`), or `fqdn` (egress only).
+/// `podSelector`), `cidr` (with optional `except`), or `fqdn` or `apiServer` (egress only).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "[has(self.app), has(self.service), has(self.namespaceSelector) || has(self.podSelector), has(self.cidr), has(self.fqdn)].filter(x, x).size() == 1",
-        "message": "a peer must set exactly one of app, service, namespaceSelector/podSelector, cidr, fqdn"
+        "rule": "[has(self.app), has(self.service), has(self.namespaceSelector) || has(self.podSelector), has(self.cidr), has(self.fqdn), has(self.apiServer)].filter(x, x).size() == 1",
+        "message": "a peer must set exactly one of app, service, namespaceSelector/podSelector, cidr, fqdn, apiServer"
     },
     {"rule": "!has(self.except) || has(self.cidr)", "message": "except is only allowed together with cidr"}
 ]))]
@@ -42,7 +42,18 @@ pub struct Peer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::host")]
     pub fqdn: Option<String>,
+    /// The cluster's API server (`apiServer: {}`), egress only: its addresses and ports as
+    /// the `default/kubernetes` Service and its EndpointSlice say them now, followed live,
+    /// so the rule stays right when control-plane addresses change. A rule without `ports`
+    /// gets the API server's ports. Under `policy.engine: Cilium` also Cilium's
+    /// `kube-apiserver` entity (Cilium does not match the API server by ipBlock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<ApiServerPeer>,
 }
+
+/// The API server peer; it has no settings (see `Peer::api_server`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ApiServerPeer {}
 
 /// A reference by name, in the referrer's namespace unless `namespace` is given.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -79,6 +90,8 @@ impl Peer {
             }
         } else if let Some(f) = &self.fqdn {
             format!("fqdn {f}")
+        } else if self.api_server.is_some() {
+            "the API server".into()
         } else {
             "selector".into()
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -175,7 +176,10 @@ fn add(
     if name.is_empty() {
         return Err(format!("{at}: {kind} has no metadata.name"));
     }
-    let namespaced = matches!(kind.as_str(), "ExposedApp" | "EgressPolicy" | "Service");
+    let namespaced = matches!(
+        kind.as_str(),
+        "ExposedApp" | "EgressPolicy" | "Service" | "EndpointSlice"
+    );
     if namespaced && value["metadata"]["namespace"].as_str().is_none() {
         // As kubectl does without -n.
         value["metadata"]["namespace"] = Value::String("default".into());
@@ -192,9 +196,10 @@ fn add(
     let expected = match kind.as_str() {
         "ClusterNetwork" | "ExposedApp" | "EgressPolicy" => gatehouse_api::API_VERSION,
         "Namespace" | "Service" => "v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
         other => {
             return Err(format!(
-                "{at}: kind {other:?} ({api_version}) is not an input of gatehouse render (ClusterNetwork, ExposedApp, EgressPolicy, Namespace, Service)"
+                "{at}: kind {other:?} ({api_version}) is not an input of gatehouse render (ClusterNetwork, ExposedApp, EgressPolicy, Namespace, Service, EndpointSlice)"
             ));
         }
     };
@@ -231,6 +236,10 @@ fn add(
         }
         "Namespace" => inputs.ctx.add_namespace(parse::<Namespace>(value, &what)?),
         "Service" => inputs.ctx.add_service(parse::<Service>(value, &what)?),
+        // Only the API server's (default/kubernetes) are read; others are ignored.
+        "EndpointSlice" => inputs
+            .ctx
+            .add_endpoint_slice(parse::<EndpointSlice>(value, &what)?),
         _ => unreachable!("kinds filtered above"),
     }
     Ok(())

@@ -233,6 +233,11 @@ struct Model {
     namespaces: BTreeMap<String, Labels>,
     /// Namespaces the set declares as objects.
     declared: BTreeSet<String>,
+    /// Where the API server is reached (the `apiServer` peer): the `default/kubernetes`
+    /// Service's cluster IPs and ports and its EndpointSlices' ready addresses and ports,
+    /// when the objects include them (the live tests add the cluster's).
+    api_addresses: Vec<IpAddr>,
+    api_ports: Vec<i64>,
 }
 
 fn str_of(v: &Value) -> Option<String> {
@@ -269,6 +274,8 @@ impl Model {
             services: BTreeMap::new(),
             namespaces: BTreeMap::new(),
             declared: BTreeSet::new(),
+            api_addresses: vec![],
+            api_ports: vec![],
         };
         for o in objects {
             let spec = &o["spec"];
@@ -282,6 +289,37 @@ impl Model {
                     labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
                     m.declared.insert(name.clone());
                     m.namespaces.insert(name, labels);
+                }
+                "Service" if ns_of(o) == "default" && o["metadata"]["name"] == "kubernetes" => {
+                    let ips = spec["clusterIPs"].as_array().cloned().unwrap_or_default();
+                    for ip in ips.iter().filter_map(|v| v.as_str()?.parse().ok()) {
+                        push_unique(&mut m.api_addresses, ip);
+                    }
+                    for port in spec["ports"].as_array().into_iter().flatten() {
+                        if let Some(n) = port["port"].as_i64() {
+                            push_unique(&mut m.api_ports, n);
+                        }
+                    }
+                }
+                "EndpointSlice"
+                    if ns_of(o) == "default"
+                        && o["metadata"]["labels"]["kubernetes.io/service-name"]
+                            == "kubernetes" =>
+                {
+                    for e in o["endpoints"].as_array().into_iter().flatten() {
+                        if e["conditions"]["ready"] == json!(false) {
+                            continue;
+                        }
+                        let addrs = e["addresses"].as_array().cloned().unwrap_or_default();
+                        for ip in addrs.iter().filter_map(|v| v.as_str()?.parse().ok()) {
+                            push_unique(&mut m.api_addresses, ip);
+                        }
+                    }
+                    for port in o["ports"].as_array().into_iter().flatten() {
+                        if let Some(n) = port["port"].as_i64() {
+                            push_unique(&mut m.api_ports, n);
+                        }
+                    }
                 }
                 "Service" => {
                     let sel = labels_of(&spec["selector"]);
@@ -1267,6 +1305,20 @@ impl World<'_> {
                 {
                     return (true, format!("{} rules[{i}]", p.name));
                 }
+                // The API server: its addresses, on the rule's ports or, with none, its own.
+                let api_port = if r.ports.is_empty() {
+                    proto == "TCP" && self.m.api_ports.contains(&port)
+                } else {
+                    r.allows_port(port, proto)
+                };
+                if api_port
+                    && r.to.iter().any(|peer| peer["apiServer"].is_object())
+                    && dst
+                        .ip()
+                        .is_some_and(|ip| self.m.api_addresses.contains(&ip))
+                {
+                    return (true, format!("{} rules[{i}] apiServer", p.name));
+                }
             }
         }
         let by: Vec<String> = policies
@@ -1687,6 +1739,33 @@ pub fn expected_probes(
             for (j, peer) in r.to.iter().enumerate() {
                 let what = format!("{label} rules[{i}].to[{j}]");
                 if peer["fqdn"].is_string() {
+                    continue;
+                }
+                if peer["apiServer"].is_object() {
+                    let declared: Vec<(i64, String)> = if ports.is_empty() {
+                        m.api_ports
+                            .iter()
+                            .map(|p| (*p, "TCP".to_string()))
+                            .collect()
+                    } else {
+                        ports.clone()
+                    };
+                    let mut api_used = used.clone();
+                    api_used.extend(m.api_ports.iter().copied());
+                    let api_other = undeclared(&api_used);
+                    for ip in m.api_addresses.clone() {
+                        let to = End::Ip(ip);
+                        for (port, proto) in &declared {
+                            b.add(&from, &to, *port, proto, &format!("{what} apiServer"));
+                        }
+                        b.add(
+                            &from,
+                            &to,
+                            api_other,
+                            "TCP",
+                            &format!("{what} apiServer undeclared port"),
+                        );
+                    }
                     continue;
                 }
                 if peer["cidr"].is_string() {

@@ -26,7 +26,8 @@ use gatehouse_tests::sets::{
 };
 use gatehouse_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -386,7 +387,24 @@ async fn truth_table(client: &Client, set: &str, objects: &[Value]) -> Result<St
         .iter()
         .map(|n| serde_json::to_value(n).unwrap())
         .collect();
-    let probes = policy::expected_probes(objects, &pods, &namespaces);
+    // The API server's Service and EndpointSlices: where `apiServer` peers must reach.
+    let mut objects = objects.to_vec();
+    let kubernetes = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    objects.push(serde_json::to_value(&kubernetes).unwrap());
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+        .unwrap();
+    objects.extend(
+        slices
+            .items
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap()),
+    );
+    let probes = policy::expected_probes(&objects, &pods, &namespaces);
     if probes.is_empty() {
         return Err(format!("{set}: no probes derived"));
     }

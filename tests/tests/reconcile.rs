@@ -816,3 +816,136 @@ async fn an_app_routes_to_an_existing_service_and_never_writes_it() {
         "the chart's Service was written"
     );
 }
+
+/// The `apiServer` peer's host blocks, as the live NetworkPolicy has them.
+fn api_blocks(np: &NetworkPolicy) -> Vec<String> {
+    np.spec
+        .as_ref()
+        .and_then(|s| s.egress.clone())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r.to.clone().unwrap_or_default())
+        .filter_map(|p| p.ip_block.map(|b| b.cidr))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_peer_follows_the_kubernetes_endpoint_slices() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let (client, ns, net, _) = setup("apiserver", json!({})).await;
+    let policy = json!({
+        "apiVersion": gatehouse_api::API_VERSION, "kind": "EgressPolicy",
+        "metadata": {"name": "ctl", "namespace": ns},
+        "spec": {"network": net, "allowDNS": false, "rules": [{"to": [{"apiServer": {}}]}]},
+    });
+    apply(&client, &policy, false).await.unwrap();
+    wait_condition(
+        &gatehouse_api(&client, "EgressPolicy", Some(&ns)),
+        "ctl",
+        "Ready",
+        "True",
+        None,
+        LONG,
+    )
+    .await;
+    // What the API server itself keeps: its Service's cluster IP and its endpoints.
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    // (Without a node the test cluster runs no endpoint reconciler: then there are none.)
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default");
+    let live = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=kubernetes"))
+        .await
+        .unwrap()
+        .items;
+    let mut want: Vec<String> = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ips.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(
+            live.iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+                .flat_map(|e| e.addresses.clone()),
+        )
+        .map(|a| {
+            if a.contains(':') {
+                format!("{a}/128")
+            } else {
+                format!("{a}/32")
+            }
+        })
+        .collect();
+    want.sort();
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    let np = policies.get("ctl-egress").await.unwrap();
+    let mut got = api_blocks(&np);
+    got.sort();
+    assert_eq!(got, want, "the Service's and the endpoints' addresses");
+    let mut ports: Vec<i32> = np.spec.unwrap().egress.unwrap()[0]
+        .ports
+        .clone()
+        .unwrap()
+        .iter()
+        .filter_map(|p| match p.port {
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => Some(n),
+            _ => None,
+        })
+        .collect();
+    ports.sort();
+    let mut want_ports: Vec<i32> = svc
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    want_ports.extend(
+        live.iter()
+            .flat_map(|s| s.ports.iter().flatten())
+            .filter_map(|p| p.port),
+    );
+    want_ports.sort();
+    want_ports.dedup();
+    assert_eq!(
+        ports, want_ports,
+        "a rule without ports gets the API server's"
+    );
+
+    // A control-plane address appears (a second slice of the kubernetes Service) and goes:
+    // the policy follows without being touched.
+    let extra = format!("kubernetes-gatehouse-test-{}", std::process::id());
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": extra, "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["192.0.2.50"], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+    });
+    apply(&client, &slice, false).await.unwrap();
+    eventually(
+        LONG,
+        "the new control-plane address in the policy",
+        || async {
+            let np = policies.get("ctl-egress").await.ok()?;
+            api_blocks(&np)
+                .contains(&"192.0.2.50/32".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    slices
+        .delete(&extra, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(LONG, "the removed address gone from the policy", || async {
+        let np = policies.get("ctl-egress").await.ok()?;
+        (!api_blocks(&np).contains(&"192.0.2.50/32".to_string())).then_some(())
+    })
+    .await;
+}

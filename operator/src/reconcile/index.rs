@@ -52,6 +52,17 @@ fn targets<'a>(peers: impl Iterator<Item = &'a Peer>, own_ns: &str) -> BTreeSet<
             let ns = r.namespace.clone().unwrap_or_else(|| own_ns.to_string());
             out.insert((false, (ns, r.name.clone())));
         }
+        // The API server peer reads the `default/kubernetes` Service and its
+        // EndpointSlices: both trigger through this entry.
+        if p.api_server.is_some() {
+            out.insert((
+                false,
+                (
+                    crate::render::context::API_SERVER_NAMESPACE.to_string(),
+                    crate::render::context::API_SERVER_SERVICE.to_string(),
+                ),
+            ));
+        }
     }
     out
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{DynamicObject, PartialObjectMeta};
@@ -28,6 +29,8 @@ pub struct Stores {
     /// Every Service: peers, ingress-controller addresses, and our own Service children.
     pub services: Store<Service>,
     pub namespaces: Store<Namespace>,
+    /// The `default/kubernetes` Service's EndpointSlices (the `apiServer` peer).
+    pub api_server_slices: Store<EndpointSlice>,
     /// Metadata-only caches of every object of each child kind (ours or not; Services are
     /// in `services`): absent here means absent from the cluster.
     pub children: BTreeMap<ChildKind, Store<PartialObjectMeta<DynamicObject>>>,

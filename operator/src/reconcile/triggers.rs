@@ -107,6 +107,16 @@ impl Triggers {
         }
     }
 
+    /// The API server's EndpointSlices changed: the policies naming `apiServer` (indexed
+    /// as referrers of the `default/kubernetes` Service).
+    pub fn api_server_changed(&self, ix: &Index) {
+        use crate::render::context::{API_SERVER_NAMESPACE, API_SERVER_SERVICE};
+        if let Some(r) = ix.referrers(false, API_SERVER_NAMESPACE, API_SERVER_SERVICE) {
+            r.apps.iter().for_each(|k| self.app(k));
+            r.policies.iter().for_each(|k| self.policy(k));
+        }
+    }
+
     /// A namespace appeared, changed labels or went: default deny may apply differently.
     pub fn namespace_changed(&self, ix: &Index) {
         for (name, n) in &ix.ctx.networks {

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, future};
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, labels};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
@@ -19,6 +20,7 @@ use kube::{Client, ResourceExt};
 use super::stores::Stores;
 use super::{api_resource, apply, index, triggers};
 use crate::render::ChildKind;
+use crate::render::context::{API_SERVER_NAMESPACE, API_SERVER_SERVICE, SERVICE_NAME_LABEL};
 
 /// The caches, the index over them, and the streams that keep both current.
 pub struct Watches {
@@ -63,6 +65,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
     // Services: all of them (peers and ingress-controller addresses), full content.
     let (services, svc_writer) = reflector::store::<Service>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
+    let (api_server_slices, slice_writer) = reflector::store::<EndpointSlice>();
 
     let index: Arc<RwLock<index::Index>> = Arc::default();
     let verified: Arc<Mutex<apply::Verified>> = Arc::default();
@@ -145,6 +148,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         policies: policies.clone(),
         services: services.clone(),
         namespaces: namespaces.clone(),
+        api_server_slices: api_server_slices.clone(),
         children,
         full_children,
     };
@@ -341,6 +345,43 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
             }
         }
     }));
+    // The API server's EndpointSlices: one Service's, in one namespace (a handful of
+    // objects), so policies naming `apiServer` follow control-plane address changes.
+    let (t, ix, st) = (triggers.clone(), index.clone(), stores.clone());
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), API_SERVER_NAMESPACE);
+    let slice_events = watcher(
+        slices,
+        watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={API_SERVER_SERVICE}")),
+    )
+    .default_backoff()
+    .modify(|o: &mut EndpointSlice| o.managed_fields_mut().clear())
+    .reflect(slice_writer);
+    drivers.push(on_events(
+        slice_events,
+        move |e: watcher::Event<EndpointSlice>| {
+            use watcher::Event::*;
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) => {
+                    w.ctx
+                        .insert_api_server_slice(shared_of(&st.api_server_slices, o));
+                    t.api_server_changed(&w);
+                }
+                Delete(o) => {
+                    w.ctx.remove_api_server_slice(&o.name_any());
+                    t.api_server_changed(&w);
+                }
+                InitApply(_) | Init => {}
+                InitDone => {
+                    w.ctx.api_server_slices.clear();
+                    for o in st.api_server_slices.state() {
+                        w.ctx.insert_api_server_slice(o);
+                    }
+                    t.api_server_changed(&w);
+                }
+            }
+        },
+    ));
     drivers.extend(child_streams);
     Watches {
         stores,
@@ -365,6 +406,7 @@ pub async fn synced(stores: &Stores) {
     let _ = stores.policies.wait_until_ready().await;
     let _ = stores.services.wait_until_ready().await;
     let _ = stores.namespaces.wait_until_ready().await;
+    let _ = stores.api_server_slices.wait_until_ready().await;
     for s in stores.children.values() {
         let _ = s.wait_until_ready().await;
     }

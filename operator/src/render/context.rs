@@ -7,9 +7,30 @@ use std::sync::Arc;
 
 use gatehouse_api::{ClusterNetwork, ExposedApp, Tier};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 
 type Key = (String, String);
+
+/// The Service in front of the API server, which the API server itself keeps current.
+pub const API_SERVER_NAMESPACE: &str = "default";
+pub const API_SERVER_SERVICE: &str = "kubernetes";
+/// The label an EndpointSlice carries naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Whether an EndpointSlice is one of the `default/kubernetes` Service's.
+pub fn is_api_server_slice(s: &EndpointSlice) -> bool {
+    s.namespace().as_deref() == Some(API_SERVER_NAMESPACE)
+        && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(API_SERVER_SERVICE)
+}
+
+/// Where the API server is reached (see `Context::api_server`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiServer {
+    pub addresses: Vec<IpAddr>,
+    /// TCP ports: the Service's and the endpoints'.
+    pub ports: Vec<i32>,
+}
 
 /// Order of host claims: creation time, then namespace/name (so offline input, which has no
 /// timestamps, still gives one stable answer).
@@ -38,6 +59,9 @@ pub struct Context {
     pub apps: BTreeMap<Key, Arc<ExposedApp>>,
     pub services: BTreeMap<Key, Arc<Service>>,
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// The EndpointSlices of the `default/kubernetes` Service, by name: where the API
+    /// server listens (the `apiServer` peer).
+    pub api_server_slices: BTreeMap<String, Arc<EndpointSlice>>,
     /// Namespaces known only because an object lives there (offline input without their
     /// Namespace document); a live cluster has every namespace in `namespaces`.
     pub object_namespaces: std::collections::BTreeSet<String>,
@@ -118,6 +142,59 @@ impl Context {
     }
     pub fn remove_namespace(&mut self, name: &str) {
         self.namespaces.remove(name);
+    }
+
+    pub fn insert_api_server_slice(&mut self, s: Arc<EndpointSlice>) {
+        self.api_server_slices.insert(s.name_any(), s);
+    }
+    pub fn remove_api_server_slice(&mut self, name: &str) {
+        self.api_server_slices.remove(name);
+    }
+    /// Adds an EndpointSlice if it is one of the API server's (offline input).
+    pub fn add_endpoint_slice(&mut self, s: EndpointSlice) {
+        if is_api_server_slice(&s) {
+            self.insert_api_server_slice(Arc::new(s));
+        }
+    }
+
+    /// Where the API server is reached: the `default/kubernetes` Service's cluster IPs and
+    /// ports (what pods dial) and its EndpointSlices' addresses and ports (where the
+    /// connection lands after the Service's address translation; implementations differ in
+    /// which one a policy sees). None while neither is known.
+    pub fn api_server(&self) -> Option<ApiServer> {
+        let mut out = ApiServer::default();
+        if let Some(spec) = self
+            .service(API_SERVER_NAMESPACE, API_SERVER_SERVICE)
+            .and_then(|s| s.spec.as_ref())
+        {
+            let ips = spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .chain(spec.cluster_ip.iter());
+            out.addresses
+                .extend(ips.filter_map(|a| super::ip::parse_ip(a)));
+            out.ports
+                .extend(spec.ports.iter().flatten().map(|p| p.port));
+        }
+        for slice in self.api_server_slices.values() {
+            let ready = slice
+                .endpoints
+                .iter()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false));
+            out.addresses.extend(
+                ready
+                    .flat_map(|e| e.addresses.iter())
+                    .filter_map(|a| super::ip::parse_ip(a)),
+            );
+            out.ports
+                .extend(slice.ports.iter().flatten().filter_map(|p| p.port));
+        }
+        out.addresses.sort();
+        out.addresses.dedup();
+        out.ports.sort();
+        out.ports.dedup();
+        (!out.addresses.is_empty()).then_some(out)
     }
 
     pub fn network(&self, name: &str) -> Option<&ClusterNetwork> {

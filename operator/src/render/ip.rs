@@ -38,6 +38,14 @@ fn to_u128(ip: IpAddr) -> u128 {
     }
 }
 
+/// The one-address CIDR of an address: `/32` or `/128`.
+pub fn host_cidr(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}/32"),
+        IpAddr::V6(a) => format!("{a}/128"),
+    }
+}
+
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.trim().parse().ok()
 }

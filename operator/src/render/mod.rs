@@ -135,13 +135,12 @@ pub fn egress_policy(valid: &ValidPolicy<'_>, ctx: &Context) -> Rendered {
     let has_fqdn = resolved
         .iter()
         .any(|r| r.peers.iter().any(|p| p.fqdn.is_some()));
+    if network.spec.policy.engine == gatehouse_api::PolicyEngine::Cilium {
+        out.push(cilium_policy::egress(policy, network, &resolved, &owner));
+    }
     if has_fqdn {
         match network.spec.policy.engine {
-            gatehouse_api::PolicyEngine::Cilium => {
-                out.push(cilium_policy::fqdn_egress(
-                    policy, network, &resolved, &owner,
-                ));
-            }
+            gatehouse_api::PolicyEngine::Cilium => {}
             gatehouse_api::PolicyEngine::Kubernetes => {
                 for (i, rule) in resolved.iter().enumerate() {
                     for (j, p) in rule.peers.iter().enumerate() {

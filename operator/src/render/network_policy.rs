@@ -202,20 +202,44 @@ pub fn egress(
         if to.is_empty() {
             continue;
         }
-        let ports: Vec<NetworkPolicyPort> = r
-            .rule
-            .ports
-            .iter()
-            .map(|p| NetworkPolicyPort {
-                port: Some(IntOrString::Int(p.port)),
-                end_port: p.end_port,
-                protocol: Some(p.protocol.as_str().into()),
-            })
-            .collect();
+        let ports = rule_ports(r.rule);
         rules.push(NetworkPolicyEgressRule {
             to: Some(to),
             ports: (!ports.is_empty()).then_some(ports),
         });
+    }
+    // The API server: one host block per address, on the rule's ports or, without any,
+    // the API server's own (a rule of its own so they never widen the other peers).
+    for r in resolved {
+        for a in r.peers.iter().filter_map(|p| p.api_server.as_ref()) {
+            let to = a
+                .addresses
+                .iter()
+                .map(|addr| NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: super::ip::host_cidr(*addr),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                })
+                .collect();
+            let ports = if r.rule.ports.is_empty() {
+                a.ports
+                    .iter()
+                    .map(|p| NetworkPolicyPort {
+                        port: Some(IntOrString::Int(*p)),
+                        end_port: None,
+                        protocol: Some("TCP".into()),
+                    })
+                    .collect()
+            } else {
+                rule_ports(r.rule)
+            };
+            rules.push(NetworkPolicyEgressRule {
+                to: Some(to),
+                ports: (!ports.is_empty()).then_some(ports),
+            });
+        }
     }
     let spec = NetworkPolicySpec {
         pod_selector: Some(policy.spec.pod_selector.clone()),
@@ -232,6 +256,18 @@ pub fn egress(
         meta,
         serde_json::to_value(&spec).unwrap_or_default(),
     )
+}
+
+/// A rule's ports as NetworkPolicy ports.
+fn rule_ports(rule: &gatehouse_api::EgressRule) -> Vec<NetworkPolicyPort> {
+    rule.ports
+        .iter()
+        .map(|p| NetworkPolicyPort {
+            port: Some(IntOrString::Int(p.port)),
+            end_port: p.end_port,
+            protocol: Some(p.protocol.as_str().into()),
+        })
+        .collect()
 }
 
 /// Whether a label set satisfies a LabelSelector (matchLabels and matchExpressions).

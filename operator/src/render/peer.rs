@@ -15,6 +15,9 @@ pub struct Resolved {
     pub policy_peer: Option<NetworkPolicyPeer>,
     /// The FQDN, for fqdn peers (only CiliumNetworkPolicy can express them).
     pub fqdn: Option<String>,
+    /// For the apiServer peer, where it is reached (None: not known yet). It needs its own
+    /// policy rule: several blocks, and its own ports when the rule names none.
+    pub api_server: Option<super::context::ApiServer>,
     pub status: ResolvedPeer,
 }
 
@@ -61,6 +64,7 @@ pub fn resolve(peer: &Peer, own_namespace: &str, ctx: &Context) -> Resolved {
         },
         policy_peer,
         fqdn: None,
+        api_server: None,
     };
     if let Some(r) = &peer.app {
         let ns = r.namespace.as_deref().unwrap_or(own_namespace);
@@ -109,6 +113,32 @@ pub fn resolve(peer: &Peer, own_namespace: &str, ctx: &Context) -> Resolved {
             },
             policy_peer: None,
             fqdn: Some(fqdn.clone()),
+            api_server: None,
+        };
+    }
+    if peer.api_server.is_some() {
+        let found = ctx.api_server();
+        let detail = match &found {
+            Some(a) => {
+                let addrs: Vec<String> = a.addresses.iter().map(|x| x.to_string()).collect();
+                let ports: Vec<String> = a.ports.iter().map(|p| p.to_string()).collect();
+                format!("{} port {}", addrs.join(","), ports.join(","))
+            }
+            None => format!(
+                "Service {}/{} and its EndpointSlice are not known yet",
+                super::context::API_SERVER_NAMESPACE,
+                super::context::API_SERVER_SERVICE
+            ),
+        };
+        return Resolved {
+            status: ResolvedPeer {
+                peer: described.clone(),
+                resolved: found.is_some(),
+                detail,
+            },
+            policy_peer: None,
+            fqdn: None,
+            api_server: found,
         };
     }
     // Selectors pass through: a podSelector alone means the policy's own namespace, which is

@@ -451,6 +451,17 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
             }
         }
     }
+    for (i, peer) in app.spec.allow_from.iter().enumerate() {
+        let field = format!("spec.allowFrom[{i}]");
+        check_peer(&mut out, peer, &field);
+        // Only egress can name these (the schema says the same).
+        if peer.fqdn.is_some() || peer.api_server.is_some() {
+            out.push(invalid(
+                field,
+                "fqdn and apiServer peers are only allowed in EgressPolicy rules",
+            ));
+        }
+    }
     for &(list, i, j, host) in &all_hosts {
         if let Some(holder) = earlier_claimant(app, host, ctx) {
             out.push(Finding::stalling(
@@ -531,6 +542,7 @@ pub fn check_peer(out: &mut Findings, peer: &gatehouse_api::Peer, field: &str) {
         peer.namespace_selector.is_some() || peer.pod_selector.is_some(),
         peer.cidr.is_some(),
         peer.fqdn.is_some(),
+        peer.api_server.is_some(),
     ]
     .iter()
     .filter(|x| **x)
@@ -538,7 +550,7 @@ pub fn check_peer(out: &mut Findings, peer: &gatehouse_api::Peer, field: &str) {
     if kinds != 1 {
         out.push(invalid(
             field,
-            "a peer must set exactly one of app, service, namespaceSelector/podSelector, cidr, fqdn",
+            "a peer must set exactly one of app, service, namespaceSelector/podSelector, cidr, fqdn, apiServer",
         ));
     }
     if !peer.except.is_empty() && peer.cidr.is_none() {
