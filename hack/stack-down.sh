@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hack/stack-down.sh COMPONENT...: stop components started by hack/stack-up.sh (cert-manager,
-# metallb, dns, oidc, traefik), leaving the control plane running. hack/cluster-down.sh stops them all
+# metallb, dns, oidc, traefik, bgp), leaving the control plane running. hack/cluster-down.sh stops them all
 # anyway. Used by tests that must run without one of them (MetalLB claims every classless
 # LoadBalancer Service, so a test that plays another load balancer stops it first).
 set -euo pipefail
@@ -28,6 +28,7 @@ for c in "$@"; do
 	dns) for t in external internal; do stop "external-dns-$t"; stop "named-$t"; done ;;
 	oidc | traefik-external | traefik-internal) stop "$c" ;;
 	traefik) for t in external internal; do stop "traefik-$t"; done ;;
-	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik)" ;;
+	bgp) stop metallb-speaker; stop bgp-router ;;
+	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik, bgp)" ;;
 	esac
 done

@@ -21,13 +21,16 @@
 #   oidc           a mock OIDC issuer (tests/stack/mockoidc) for the OAuth2 Proxy pods
 #   traefik-<tier> Traefik, one per tier, serving that tier's IngressClass on ports 80/443
 #                  of a loopback address of its own (see start_traefik)
+#   bgp            (only when asked for) a BGP router (tests/stack/gobgp, GoBGP v3 as a
+#                  library) and MetalLB's speaker in its native BGP mode for the node,
+#                  announcing LoadBalancer addresses to that router (see start_bgp)
 #
 # Usage: stack-up.sh [COMPONENT...]   (default: all; components: cert-manager metallb dns
-# oidc traefik)
+# oidc traefik; bgp only by name)
 # Environment: CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN MOCKOIDC_BIN TRAEFIK_BIN
-# CONTROLPLANE_BIN (make sets them), CLUSTER_DIR, STACK_START_TIMEOUT (seconds per
+# METALLB_SPEAKER_BIN GOBGP_BIN CONTROLPLANE_BIN (make sets them), CLUSTER_DIR, STACK_START_TIMEOUT (seconds per
 # component, default 120), KUBECTL; for traefik TRAEFIK_<TIER>_CLASS, TRAEFIK_<TIER>_ADDR,
-# TRAEFIK_HOSTS_FILE.
+# TRAEFIK_HOSTS_FILE; for bgp BGP_ROUTER_ADDR, BGP_ROUTER_ASN, BGP_SPEAKER_ASN, BGP_NODE_NAME.
 set -euo pipefail
 set +m # as in cluster-up.sh: $! must be the component's own pid
 
@@ -140,6 +143,83 @@ start_metallb() {
 	fi
 	wait_for metallb "$(pid_of metallb)" curl -fsS --max-time 2 "http://127.0.0.1:$(env_get METALLB_METRICS_PORT)/metrics"
 	log "metallb: up (pools from namespace $METALLB_NS)"
+}
+
+# --- BGP: a router, and MetalLB's speaker announcing to it ----------------------------
+
+# The router (tests/stack/gobgp) listens on BGP_ROUTER_ADDR:179 (default: the node's
+# address on the pod bridge, NODE_IP) as AS BGP_ROUTER_ASN (default 64512) and accepts a
+# session from any address with AS BGP_SPEAKER_ASN (default 64513): a BGPPeer of
+# myASN=$BGP_SPEAKER_ASN, peerASN=$BGP_ROUTER_ASN, peerAddress=$BGP_ROUTER_ADDR makes the
+# speaker dial it. MetalLB's native BGP sends the local address of that TCP connection as
+# the next hop: dialling the node's own address the source is that address, so routes
+# arrive with next hop NODE_IP (dialling 127.0.0.31 they would carry 127.0.0.1). The router
+# rewrites $STACK/bgp-rib.json (BGP_RIB_FILE in stack.env) after every change:
+# {"peers":[{address,asn,state}],"routes":[{prefix,nextHop,peer,asPath,communities}]}.
+#
+# The speaker runs as a host process for the node (BGP_NODE_NAME, default the cluster's
+# NODE_NAME): memberlist off (no METALLB_ML_* set: it then assumes a speaker on every
+# node, true here), metrics on 127.0.0.1. At start it reads its own Pod (the owner of the
+# ServiceBGPStatus/ServiceL2Status objects it writes) and exits when there is none, so a
+# placeholder Pod is created that no scheduler picks up (schedulerName of no scheduler).
+BGP_SPEAKER_POD=metallb-speaker
+start_bgp() {
+	need_bin GOBGP_BIN
+	need_bin METALLB_SPEAKER_BIN
+	local node addr router_asn speaker_asn port
+	node=${BGP_NODE_NAME:-$(sed -n 's/^NODE_NAME=//p' "$CLUSTER_DIR/cluster.env" 2>/dev/null)}
+	[[ -n $node ]] || die "bgp needs a node: a cluster with CLUSTER_NODE=1, or BGP_NODE_NAME naming a Node object"
+	addr=${BGP_ROUTER_ADDR:-$(sed -n 's/^NODE_IP=//p' "$CLUSTER_DIR/cluster.env" 2>/dev/null)}
+	addr=${addr:-127.0.0.31}
+	router_asn=${BGP_ROUTER_ASN:-64512}
+	speaker_asn=${BGP_SPEAKER_ASN:-64513}
+	namespace "$METALLB_NS"
+	if ! running bgp-router; then
+		log_restart "bgp-router.log"
+		rm -f "$STACK/bgp-rib.json"
+		launch bgp-router "$GOBGP_BIN" --listen-address="$addr" --listen-port=179 \
+			--asn="$router_asn" --peer-asn="$speaker_asn" --rib-file="$STACK/bgp-rib.json"
+		env_set BGP_ROUTER_ADDR "$addr"
+		env_set BGP_ROUTER_ASN "$router_asn"
+		env_set BGP_SPEAKER_ASN "$speaker_asn"
+		env_set BGP_RIB_FILE "$STACK/bgp-rib.json"
+	fi
+	wait_for bgp-router "$(pid_of bgp-router)" test -s "$STACK/bgp-rib.json"
+	# Its own ServiceAccount (the default one is made by a controller a cluster without a
+	# node does not run).
+	k apply --server-side --field-manager=gatehouse-stack -f - >/dev/null <<-EOF
+		apiVersion: v1
+		kind: ServiceAccount
+		metadata:
+		  name: $BGP_SPEAKER_POD
+		  namespace: $METALLB_NS
+		---
+		apiVersion: v1
+		kind: Pod
+		metadata:
+		  name: $BGP_SPEAKER_POD
+		  namespace: $METALLB_NS
+		  annotations:
+		    gatehouse.dev/test-stack: "placeholder: the speaker runs as a host process for node $node; no scheduler picks this pod"
+		spec:
+		  schedulerName: gatehouse-host-process
+		  serviceAccountName: $BGP_SPEAKER_POD
+		  automountServiceAccountToken: false
+		  containers:
+		  - name: speaker
+		    image: gatehouse.dev/host-process:none
+		    imagePullPolicy: Never
+	EOF
+	if ! running metallb-speaker; then
+		log_restart "metallb-speaker.log"
+		port=$(free_ports 1)
+		KUBECONFIG=$KUBECONFIG_FILE METALLB_NODE_NAME=$node METALLB_POD_NAME=$BGP_SPEAKER_POD \
+			METALLB_HOST=127.0.0.1 launch metallb-speaker "$METALLB_SPEAKER_BIN" \
+			--namespace="$METALLB_NS" --port="$port" --log-level=info
+		env_set METALLB_SPEAKER_METRICS_PORT "$port"
+	fi
+	wait_for metallb-speaker "$(pid_of metallb-speaker)" curl -fsS --max-time 2 "http://127.0.0.1:$(env_get METALLB_SPEAKER_METRICS_PORT)/metrics"
+	log "bgp: router AS $router_asn on $addr:179 (routes in $STACK/bgp-rib.json), MetalLB speaker for node $node (a BGPPeer myASN $speaker_asn, peerASN $router_asn, peerAddress $addr)"
 }
 
 # --- BIND9 and external-dns ------------------------------------------------------------
@@ -352,7 +432,8 @@ for c in "${components[@]}"; do
 	dns) start_dns ;;
 	oidc) start_oidc ;;
 	traefik) start_traefik ;;
-	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik)" ;;
+	bgp) start_bgp ;;
+	*) die "unknown component $c (cert-manager, metallb, dns, oidc, traefik, bgp)" ;;
 	esac
 done
 log "up in $((SECONDS - started))s; state in $CLUSTER_DIR/stack.env"

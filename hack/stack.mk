@@ -10,9 +10,15 @@
 #   stack-bins            all four binaries below (one `go build` at a time)
 #   cert-manager-bin      $(CERT_MANAGER_BIN)  our own main over cert-manager v1.20's controllers
 #   metallb-bin           $(METALLB_BIN)       MetalLB's controller (upstream main)
+#   metallb-speaker-bin   $(METALLB_SPEAKER_BIN) MetalLB's speaker (upstream main, same
+#                                              module and version as the controller)
 #   external-dns-bin      $(EXTERNAL_DNS_BIN)  external-dns (upstream main, every provider)
 #   kstatus-bin           $(KSTATUS_BIN)       kstatus of JSON objects on stdin
 #   stack-paths           print the four binary paths (make -s stack-paths)
+#   bgp-bins              the BGP check's two binaries: metallb-speaker-bin, gobgp-bin
+#   gobgp-bin             $(GOBGP_BIN)         a BGP router printing the routes it receives
+#                                              (our main over github.com/osrg/gobgp/v3)
+#   bgp-paths             print the BGP check's two binary paths
 #   datapath-bins         the data path's four binaries below (a prerequisite of make test
 #                         and make demo beside stack-bins)
 #   traefik-bin           $(TRAEFIK_BIN)       Traefik (upstream cmd/traefik)
@@ -30,7 +36,7 @@
 #   upstream-crds-check   fail if tests/crds/ differs from what the list gives
 #
 # Exported to every recipe: CERT_MANAGER_BIN, METALLB_BIN, EXTERNAL_DNS_BIN, KSTATUS_BIN,
-# TRAEFIK_BIN, OAUTH2_PROXY_BIN, MOCKOIDC_BIN, POLICY_BIN.
+# TRAEFIK_BIN, OAUTH2_PROXY_BIN, MOCKOIDC_BIN, POLICY_BIN, METALLB_SPEAKER_BIN, GOBGP_BIN.
 
 STACK_ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 STACK_SRC   := $(STACK_ROOT)/tests/stack
@@ -62,6 +68,7 @@ METALLB_SRC := $(STACK_SRC)/metallb
 METALLB_ENV := GONOSUMDB=$(if $(GONOSUMDB),$(GONOSUMDB)$(comma))github.com/metallb/frr-k8s
 METALLB_KEY := $(call stack_key,$(METALLB_SRC),$(call stack_goversion,$(METALLB_SRC)))
 METALLB_BIN := $(STACK_CACHE)/metallb/$(METALLB_KEY)/metallb-controller
+METALLB_SPEAKER_BIN := $(STACK_CACHE)/metallb/$(METALLB_KEY)/metallb-speaker
 
 # external-dns v0.23.0 declares go 1.27.0; go1.27.3 is the toolchain the proxy serves.
 EXTERNAL_DNS_SRC       := $(STACK_SRC)/external-dns
@@ -75,6 +82,14 @@ KSTATUS_KEY := $(call stack_key,$(KSTATUS_SRC),$(call stack_goversion,$(KSTATUS_
 KSTATUS_BIN := $(STACK_CACHE)/kstatus/$(KSTATUS_KEY)/gatehouse-kstatus
 
 export CERT_MANAGER_BIN METALLB_BIN EXTERNAL_DNS_BIN KSTATUS_BIN
+
+# BGP: MetalLB's speaker (native BGP, same consumer module and key as the controller) and a
+# real BGP router it peers with (hack/stack-up.sh bgp).
+GOBGP_SRC := $(STACK_SRC)/gobgp
+GOBGP_KEY := $(call stack_key,$(GOBGP_SRC),$(call stack_goversion,$(GOBGP_SRC)))
+GOBGP_BIN := $(STACK_CACHE)/gobgp/$(GOBGP_KEY)/gatehouse-gobgp
+
+export METALLB_SPEAKER_BIN GOBGP_BIN
 
 # The data path: Traefik in front, oauth2-proxy for sign-in against a mock OIDC issuer,
 # and cyclonus's NetworkPolicy semantics (no enforcing CNI runs on the node).
@@ -104,13 +119,18 @@ export TRAEFIK_BIN OAUTH2_PROXY_BIN MOCKOIDC_BIN POLICY_BIN
 
 .PHONY: stack-bins cert-manager-bin metallb-bin external-dns-bin kstatus-bin stack-paths \
 	stack-prune bind9 upstream-crds upstream-crds-check \
-	datapath-bins traefik-bin oauth2-proxy-bin mockoidc-bin policy-bin policy-test datapath-paths
+	datapath-bins traefik-bin oauth2-proxy-bin mockoidc-bin policy-bin policy-test datapath-paths \
+	bgp-bins metallb-speaker-bin gobgp-bin bgp-paths
 
 stack-bins: cert-manager-bin metallb-bin external-dns-bin kstatus-bin
 cert-manager-bin: $(CERT_MANAGER_BIN)
 metallb-bin: $(METALLB_BIN)
+metallb-speaker-bin: $(METALLB_SPEAKER_BIN)
 external-dns-bin: $(EXTERNAL_DNS_BIN)
 kstatus-bin: $(KSTATUS_BIN)
+
+bgp-bins: metallb-speaker-bin gobgp-bin
+gobgp-bin: $(GOBGP_BIN)
 
 datapath-bins: traefik-bin oauth2-proxy-bin mockoidc-bin policy-bin
 traefik-bin: $(TRAEFIK_BIN)
@@ -127,12 +147,18 @@ $(CERT_MANAGER_BIN): STACK_ENV :=
 $(METALLB_BIN): STACK_DIR := $(METALLB_SRC)
 $(METALLB_BIN): STACK_PKG := go.universe.tf/metallb/controller
 $(METALLB_BIN): STACK_ENV := $(METALLB_ENV)
+$(METALLB_SPEAKER_BIN): STACK_DIR := $(METALLB_SRC)
+$(METALLB_SPEAKER_BIN): STACK_PKG := go.universe.tf/metallb/speaker
+$(METALLB_SPEAKER_BIN): STACK_ENV := $(METALLB_ENV)
 $(EXTERNAL_DNS_BIN): STACK_DIR := $(EXTERNAL_DNS_SRC)
 $(EXTERNAL_DNS_BIN): STACK_PKG := sigs.k8s.io/external-dns
 $(EXTERNAL_DNS_BIN): STACK_ENV := $(EXTERNAL_DNS_ENV)
 $(KSTATUS_BIN): STACK_DIR := $(KSTATUS_SRC)
 $(KSTATUS_BIN): STACK_PKG := .
 $(KSTATUS_BIN): STACK_ENV :=
+$(GOBGP_BIN): STACK_DIR := $(GOBGP_SRC)
+$(GOBGP_BIN): STACK_PKG := .
+$(GOBGP_BIN): STACK_ENV :=
 $(TRAEFIK_BIN): STACK_DIR := $(TRAEFIK_SRC)
 $(TRAEFIK_BIN): STACK_PKG := github.com/traefik/traefik/v3/cmd/traefik
 $(TRAEFIK_BIN): STACK_ENV :=
@@ -152,6 +178,7 @@ $(POLICY_BIN): STACK_ENV :=
 # renames it, so a killed build never leaves a half-written binary (leftovers of killed
 # builds are removed under the lock).
 $(CERT_MANAGER_BIN) $(METALLB_BIN) $(EXTERNAL_DNS_BIN) $(KSTATUS_BIN) \
+$(METALLB_SPEAKER_BIN) $(GOBGP_BIN) \
 $(TRAEFIK_BIN) $(OAUTH2_PROXY_BIN) $(MOCKOIDC_BIN) $(POLICY_BIN):
 	@mkdir -p $(@D)
 	@flock $(STACK_CACHE)/.build.lock sh -c '\
@@ -167,6 +194,10 @@ stack-paths:
 	@echo $(METALLB_BIN)
 	@echo $(EXTERNAL_DNS_BIN)
 	@echo $(KSTATUS_BIN)
+
+bgp-paths:
+	@echo $(METALLB_SPEAKER_BIN)
+	@echo $(GOBGP_BIN)
 
 datapath-paths:
 	@echo $(TRAEFIK_BIN)
@@ -184,7 +215,7 @@ stack-prune:
 	@for d in cert-manager:$(CERT_MANAGER_KEY) metallb:$(METALLB_KEY) \
 	    external-dns:$(EXTERNAL_DNS_KEY) kstatus:$(KSTATUS_KEY) \
 	    traefik:$(TRAEFIK_KEY) oauth2-proxy:$(OAUTH2_PROXY_KEY) mockoidc:$(MOCKOIDC_KEY) \
-	    policy:$(POLICY_KEY); do \
+	    policy:$(POLICY_KEY) gobgp:$(GOBGP_KEY); do \
 	  name=$${d%%:*}; key=$${d#*:}; \
 	  [ -d "$(STACK_CACHE)/$$name" ] || continue; \
 	  find "$(STACK_CACHE)/$$name" -mindepth 1 -maxdepth 1 -type d ! -name "$$key" -print -exec rm -rf {} +; \
