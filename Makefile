@@ -72,7 +72,7 @@ helm: $(HELM_BIN)
 # The real controllers and the data path (Traefik, OAuth2 Proxy, the mock issuer, the policy
 # engine: hack/stack.mk) are built once like the control plane; the third-party CRDs must be
 # what the pinned upstream modules ship.
-STACK_DEPS := stack-bins datapath-bins bind9 upstream-crds-check
+STACK_DEPS := stack-bins datapath-bins bgp-bins bind9 upstream-crds-check
 
 # The node runs the operator's, the test backend's and OAuth2 Proxy's images, built here
 # (hack/images.mk).

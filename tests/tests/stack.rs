@@ -376,3 +376,155 @@ fn the_stack_serves_every_zone_and_issuer_the_sample_sets_name() {
         }
     }
 }
+
+/// The BGP component of the stack (MetalLB's speaker and a GoBGP router) for as long as
+/// this lives: its speaker also answers ARP for L2 pools, which no other test wants.
+struct Bgp;
+
+impl Bgp {
+    fn start() -> Bgp {
+        stack_component(true, "bgp");
+        Bgp
+    }
+}
+
+impl Drop for Bgp {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(root().join("hack/stack-down.sh"))
+            .arg("bgp")
+            .env("CLUSTER_DIR", cluster_dir())
+            .output();
+    }
+}
+
+/// The routes the stack's BGP router holds: (prefix, next hop).
+fn bgp_routes() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(stack_env("BGP_RIB_FILE")).unwrap_or_default();
+    let rib: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    rib["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["prefix"].as_str().unwrap_or_default().to_string(),
+                r["nextHop"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// MetalLB's real speaker (native BGP, a host process for the node) and a real BGP router:
+/// a pool marked BGP is not announced while the ClusterNetwork declares no peer (and the
+/// network says so: BGPPeerMissing); once Gatehouse renders the BGPPeer, the router learns
+/// the Service's address with the node as next hop (a real pod on the node: ETP Local),
+/// and it is withdrawn when the app goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metallb_announces_a_bgp_pool_to_the_declared_peer_and_withdraws_it() {
+    let node_ip = cluster_env("NODE_IP").expect("this test needs the node (make test runs one)");
+    let _bgp = Bgp::start();
+    let (router, router_asn, speaker_asn) = (
+        stack_env("BGP_ROUTER_ADDR"),
+        stack_env("BGP_ROUTER_ASN"),
+        stack_env("BGP_SPEAKER_ASN"),
+    );
+    let pool = format!("bgp-{}", std::process::id());
+    let p = pool.clone();
+    // 198.18.0.16/28: used by no other test (MetalLB rejects overlapping pools).
+    let network = move |zone: &str, bgp: Option<Value>| {
+        let mut lb = json!({"provider": "MetalLB", "namespace": "metallb-system",
+                            "pools": [{"name": p, "addresses": ["198.18.0.16/28"], "advertisement": "BGP"}]});
+        if let Some(b) = bgp {
+            lb["bgp"] = b;
+        }
+        json!({"loadBalancer": lb,
+               "ingress": {"external": {"className": "nginx", "addresses": ["192.0.2.1"]}},
+               "dns": {"external": {"zone": zone}}})
+    };
+    let n = network.clone();
+    let (client, ns, net, zone) = setup("bgp", move |zone| n(zone, None)).await;
+    let networks = gatehouse_api(&client, "ClusterNetwork", None);
+    let obj = wait_condition(
+        &networks,
+        &net,
+        "Stalled",
+        "True",
+        Some("BGPPeerMissing"),
+        LONG,
+    )
+    .await;
+    assert!(
+        condition(&obj, "Stalled")
+            .unwrap()
+            .2
+            .contains("spec.loadBalancer.pools[0].advertisement"),
+        "names the field"
+    );
+
+    let web = app(
+        &ns,
+        "web",
+        &net,
+        json!({"tcp": [{"port": "http", "pool": pool}]}),
+    );
+    apply(&client, &web, false).await.unwrap();
+    for w in workloads(std::slice::from_ref(&web)) {
+        apply(&client, &w, false).await.unwrap();
+    }
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let ip = eventually(LONG, "MetalLB's address for web-external", || async {
+        let svc = services.get("web-external").await.ok()?;
+        svc.status?.load_balancer?.ingress?.first()?.ip.clone()
+    })
+    .await;
+    let deployments =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &ns);
+    eventually(LONG, "the web pod ready on the node", || async {
+        let d = deployments.get("web-backend").await.ok()?;
+        (d.status?.ready_replicas? >= 1).then_some(())
+    })
+    .await;
+    let prefix = format!("{ip}/32");
+    // Address and endpoint are there; without a BGPPeer nothing may announce it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !bgp_routes().iter().any(|(p, _)| *p == prefix),
+        "announced without a peer: {:?}",
+        bgp_routes()
+    );
+
+    // The platform declares the router: Gatehouse renders the BGPPeer, the speaker dials.
+    let peer = json!({"localASN": speaker_asn.parse::<u32>().unwrap(),
+                      "peers": [{"name": format!("router-{}", std::process::id()),
+                                 "address": router, "asn": router_asn.parse::<u32>().unwrap()}]});
+    apply(
+        &client,
+        &json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork",
+                           "metadata": {"name": net}, "spec": network(&zone, Some(peer))}),
+        false,
+    )
+    .await
+    .unwrap();
+    wait_condition(&networks, &net, "Ready", "True", None, LONG).await;
+    let announced = eventually(
+        Duration::from_secs(90),
+        "the router learning the address",
+        || async { bgp_routes().into_iter().find(|(p, _)| *p == prefix) },
+    )
+    .await;
+    assert_eq!(announced.1, node_ip, "next hop: the node");
+    println!(
+        "bgp: {prefix} announced to {router} with next hop {}",
+        announced.1
+    );
+
+    gatehouse_api(&client, "ExposedApp", Some(&ns))
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(90), "the route withdrawn", || async {
+        (!bgp_routes().iter().any(|(p, _)| *p == prefix)).then_some(())
+    })
+    .await;
+    delete_network(&client, &net).await;
+}
