@@ -438,6 +438,32 @@ pub struct Attachment {
     /// IP address management of the secondary interface.
     #[serde(default)]
     pub ipam: Ipam,
+    /// Routes every pod on this attachment gets through it, added by the IPAM plugin on
+    /// the secondary interface (so no init container with NET_ADMIN is needed), e.g. the
+    /// world through the DMZ router while the cluster's own ranges stay on the pod network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub routes: Vec<AttachmentRoute>,
+}
+
+/// One route through an attachment: `destination` minus `except`, via `gateway`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentRoute {
+    /// Where the route leads, e.g. `0.0.0.0/0` or `2001:db8::/32`. A whole address space is
+    /// installed as its two halves, which win over the pod network's default route without
+    /// replacing it (a second default route would make the CNI ADD fail).
+    #[schemars(schema_with = "crate::schema::cidr")]
+    pub destination: String,
+    /// The next hop on the attachment (default: the gateway of its range of that family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::ip")]
+    pub gateway: Option<String>,
+    /// Parts of `destination` that keep going where they went (the pod network), e.g.
+    /// `10.0.0.0/8` for the cluster's pod and Service ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::cidr_list")]
+    pub except: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

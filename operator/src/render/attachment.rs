@@ -3,16 +3,20 @@
 
 use std::collections::BTreeSet;
 
-use gatehouse_api::{Attachment, AttachmentMode, AttachmentType, ClusterNetwork, IpamType};
+use gatehouse_api::{
+    Attachment, AttachmentMode, AttachmentRoute, AttachmentType, ClusterNetwork, IpamType,
+};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::child::{Child, ChildKind, Owner};
 use super::context::Context;
+use super::ip;
 
 /// The CNI configuration of an attachment, as Multus reads it.
 pub fn cni_config(a: &Attachment) -> Value {
-    let mut config = json!({"cniVersion": "0.4.0", "type": a.kind.as_str()});
+    // The name libcni requires (Multus would fill in the NetworkAttachmentDefinition's).
+    let mut config = json!({"cniVersion": "0.4.0", "name": a.name, "type": a.kind.as_str()});
     match a.kind {
         AttachmentType::Macvlan | AttachmentType::Ipvlan => {
             config["master"] = json!(a.master);
@@ -54,18 +58,61 @@ pub fn cni_config(a: &Attachment) -> Value {
             json!({"type": "whereabouts", "ipRanges": ip_ranges})
         }
     };
-    // Capabilities let the pod annotation's `ips` and `mac` reach the plugins.
+    let routes = routes(a);
+    if !routes.is_empty() {
+        config["ipam"]["routes"] = json!(routes);
+    }
+    // Capabilities let the pod annotation's `ips` and `mac` reach the plugins: libcni
+    // passes a runtimeConfig key only for a capability the config declares, and without
+    // `ips` host-local would silently hand out another address than the pinned one.
     let mut caps = serde_json::Map::new();
-    if a.ipam.kind == IpamType::Static {
+    if matches!(a.ipam.kind, IpamType::Static | IpamType::HostLocal) {
         caps.insert("ips".into(), json!(true));
     }
-    if a.kind == AttachmentType::Macvlan {
+    if matches!(a.kind, AttachmentType::Macvlan | AttachmentType::Bridge) {
         caps.insert("mac".into(), json!(true));
     }
     if !caps.is_empty() {
         config["capabilities"] = Value::Object(caps);
     }
     config
+}
+
+/// The IPAM routes: each declared route's destination minus its excepts (ip::subtract),
+/// via its gateway or the gateway of the attachment's range of that family. Validation
+/// made sure every route has one.
+pub fn routes(a: &Attachment) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in &a.routes {
+        let Some(dst) = ip::Block::parse(&r.destination) else {
+            continue;
+        };
+        let Some(gw) = route_gateway(a, r) else {
+            continue;
+        };
+        let except: Vec<ip::Block> = r
+            .except
+            .iter()
+            .filter_map(|e| ip::Block::parse(e))
+            .collect();
+        for b in ip::subtract(dst, &except) {
+            out.push(json!({"dst": b.to_string(), "gw": gw}));
+        }
+    }
+    out
+}
+
+/// A route's next hop: its own, else the gateway of a range of the destination's family.
+pub fn route_gateway(a: &Attachment, r: &AttachmentRoute) -> Option<String> {
+    if let Some(g) = &r.gateway {
+        return Some(g.clone());
+    }
+    let v6 = ip::Block::parse(&r.destination)?.v6;
+    a.ipam
+        .ranges
+        .iter()
+        .filter(|x| ip::Block::parse(&x.subnet).is_some_and(|b| b.v6 == v6))
+        .find_map(|x| x.gateway.clone())
 }
 
 fn range_json(r: &gatehouse_api::IpRange, start: &str, end: &str) -> Value {

@@ -80,6 +80,95 @@ pub fn parse_cidr(s: &str) -> Option<(IpAddr, Range)> {
     ))
 }
 
+/// A CIDR block as (family, network address, prefix length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Block {
+    pub v6: bool,
+    pub base: u128,
+    pub len: u32,
+}
+
+impl Block {
+    pub fn parse(s: &str) -> Option<Block> {
+        let (ip, r) = parse_cidr(s)?;
+        let bits = if ip.is_ipv6() { 128 } else { 32 };
+        let host = (r.last - r.first).count_ones();
+        Some(Block {
+            v6: ip.is_ipv6(),
+            base: r.first,
+            len: bits - host,
+        })
+    }
+
+    fn bits(&self) -> u32 {
+        if self.v6 { 128 } else { 32 }
+    }
+
+    fn last(&self) -> u128 {
+        let host = self.bits() - self.len;
+        if host == 128 {
+            u128::MAX
+        } else {
+            self.base | ((1u128 << host) - 1)
+        }
+    }
+
+    fn contains(&self, o: &Block) -> bool {
+        self.v6 == o.v6 && self.len <= o.len && self.base <= o.base && o.last() <= self.last()
+    }
+
+    fn overlaps(&self, o: &Block) -> bool {
+        self.v6 == o.v6 && self.base <= o.last() && o.base <= self.last()
+    }
+
+    fn halves(&self) -> [Block; 2] {
+        let half = 1u128 << (self.bits() - self.len - 1);
+        let lo = Block {
+            len: self.len + 1,
+            ..*self
+        };
+        [
+            lo,
+            Block {
+                base: self.base + half,
+                ..lo
+            },
+        ]
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.v6 {
+            write!(f, "{}/{}", std::net::Ipv6Addr::from(self.base), self.len)
+        } else {
+            write!(
+                f,
+                "{}/{}",
+                std::net::Ipv4Addr::from(self.base as u32),
+                self.len
+            )
+        }
+    }
+}
+
+/// `block` without `except`, as the fewest CIDR blocks, in address order. A whole address
+/// space (`/0`) comes back as its two halves even without excepts, so a route to it is
+/// more specific than a default route that already exists (which it then never replaces).
+pub fn subtract(block: Block, except: &[Block]) -> Vec<Block> {
+    if except.iter().any(|e| e.contains(&block)) {
+        return Vec::new();
+    }
+    if block.len > 0 && !except.iter().any(|e| e.overlaps(&block)) {
+        return vec![block];
+    }
+    block
+        .halves()
+        .into_iter()
+        .flat_map(|h| subtract(h, except))
+        .collect()
+}
+
 /// Parses a pool entry: a CIDR or an inclusive `first-last` range of one family.
 pub fn parse_pool_entry(s: &str) -> Option<Range> {
     if s.contains('/') {
@@ -134,6 +223,50 @@ pub fn host_in_zone(host: &str, zone: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn blocks(s: &[&str]) -> Vec<Block> {
+        s.iter().map(|b| Block::parse(b).unwrap()).collect()
+    }
+
+    #[test]
+    fn subtracting_gives_the_fewest_blocks_and_splits_a_whole_space() {
+        let show = |v: Vec<Block>| v.iter().map(|b| b.to_string()).collect::<Vec<_>>();
+        // The seed's shape: the world through the DMZ router, 10/8 left to the pod network.
+        assert_eq!(
+            show(subtract(
+                blocks(&["0.0.0.0/0"])[0],
+                &blocks(&["10.0.0.0/8"])
+            )),
+            [
+                "0.0.0.0/5",
+                "8.0.0.0/7",
+                "11.0.0.0/8",
+                "12.0.0.0/6",
+                "16.0.0.0/4",
+                "32.0.0.0/3",
+                "64.0.0.0/2",
+                "128.0.0.0/1"
+            ]
+        );
+        assert_eq!(
+            show(subtract(blocks(&["0.0.0.0/0"])[0], &[])),
+            ["0.0.0.0/1", "128.0.0.0/1"]
+        );
+        assert_eq!(
+            show(subtract(blocks(&["::/0"])[0], &blocks(&["fd00::/8"]))).len(),
+            8
+        );
+        assert_eq!(
+            show(subtract(blocks(&["192.168.0.0/16"])[0], &[])),
+            ["192.168.0.0/16"]
+        );
+        assert!(subtract(blocks(&["10.1.0.0/16"])[0], &blocks(&["10.0.0.0/8"])).is_empty());
+        // Host bits are ignored; other families never subtract.
+        assert_eq!(
+            show(subtract(blocks(&["10.0.0.7/30"])[0], &blocks(&["::/0"]))),
+            ["10.0.0.4/30"]
+        );
+    }
 
     #[test]
     fn private_addresses_are_the_ones_public_dns_must_not_publish() {

@@ -685,6 +685,55 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
                 format!("attachment {:?} is declared twice", a.name),
             ));
         }
+        for (j, r) in a.routes.iter().enumerate() {
+            let field = format!("spec.attachments[{i}].routes[{j}]");
+            let Some(dst) = ip::Block::parse(&r.destination) else {
+                out.push(invalid(
+                    format!("{field}.destination"),
+                    format!("{:?} is not a CIDR", r.destination),
+                ));
+                continue;
+            };
+            for (k, e) in r.except.iter().enumerate() {
+                if ip::Block::parse(e).is_none_or(|b| b.v6 != dst.v6) {
+                    out.push(invalid(
+                        format!("{field}.except[{k}]"),
+                        format!("{e:?} is not a CIDR of the destination's family"),
+                    ));
+                }
+            }
+            // The next hop must be on the attachment, or the plugin's ADD fails and the
+            // pod never starts.
+            match super::attachment::route_gateway(a, r).and_then(|g| ip::parse_ip(&g)) {
+                None => out.push(invalid(
+                    format!("{field}.gateway"),
+                    format!(
+                        "route to {} has no gateway: set one, or give the attachment a range of that family with a gateway",
+                        r.destination
+                    ),
+                )),
+                Some(gw) => {
+                    let on_link = a
+                        .ipam
+                        .ranges
+                        .iter()
+                        .filter_map(|x| ip::parse_cidr(&x.subnet))
+                        .filter(|(_, sub)| sub.family == ip::family_of(gw))
+                        .collect::<Vec<_>>();
+                    if (gw.is_ipv6() != dst.v6)
+                        || (!on_link.is_empty() && !on_link.iter().any(|(_, sub)| sub.contains(gw)))
+                    {
+                        out.push(invalid(
+                            format!("{field}.gateway"),
+                            format!(
+                                "{gw} is not an address of the attachment's {} ranges",
+                                if dst.v6 { "IPv6" } else { "IPv4" }
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         for (j, r) in a.ipam.ranges.iter().enumerate() {
             let field = format!("spec.attachments[{i}].ipam.ranges[{j}]");
             let Some((_, subnet)) = ip::parse_cidr(&r.subnet) else {
