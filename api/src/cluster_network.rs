@@ -223,7 +223,8 @@ impl IngressTiers {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"},
-    {"rule": "!has(self.implementation) || self.controller == 'Nginx' || self.implementation == 'Traefik'", "message": "implementation IngressNginx needs controller Nginx (a Traefik tier is served by Traefik)"}
+    {"rule": "!has(self.implementation) || self.controller == 'Nginx' || self.implementation == 'Traefik'", "message": "implementation IngressNginx needs controller Nginx (a Traefik tier is served by Traefik)"},
+    {"rule": "!has(self.entryPoints) || self.controller == 'Traefik'", "message": "entryPoints needs controller Traefik", "fieldPath": ".entryPoints"}
 ]))]
 pub struct IngressTier {
     /// IngressClass name of the tier's controller, e.g. `nginx-external`.
@@ -267,6 +268,26 @@ pub struct IngressTier {
     /// tier so internal names never reach a public ACME order. Default: `tls.issuerRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ref: Option<IssuerRef>,
+    /// Traefik tiers: the entry points the tier's routers attach to
+    /// (`traefik.ingress.kubernetes.io/router.entrypoints`), e.g. seed 001's `web` and
+    /// `websecure`. Default: every entry point of the Traefik serving the class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_points: Option<TraefikEntryPoints>,
+}
+
+/// The entry points of a Traefik tier's routers (see `IngressTier::entry_points`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraefikEntryPoints {
+    /// The plain-http entry point (its routers: the redirect, or the plain answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub http: Option<String>,
+    /// The https entry point (the TLS routers; TLS comes from `router.tls`, so the entry
+    /// point needs no TLS of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub https: Option<String>,
 }
 
 /// What a tier's DNS records point to (see `IngressTier::publish`): exactly one of

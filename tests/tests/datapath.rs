@@ -292,6 +292,16 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
                             request(&browser, &format!("http://{host}{path}"), &http, issuer).await;
                         row("http", &http, got);
                     }
+                    // A tier pinned to entry points (seed 001's web and websecure) is not
+                    // served on another one: Traefik's own ping entry point here.
+                    let pinned = datapath::network(objects)
+                        .map(|n| n["spec"]["ingress"][tier.as_str()]["entryPoints"].is_object())
+                        .unwrap_or(false);
+                    if pinned {
+                        let port = stack_env(&format!("TRAEFIK_{}_PING_PORT", tier.to_uppercase()));
+                        let got = other_entry_point(&host, &port, &path);
+                        row("entrypoint", &Expect::NotFound, got);
+                    }
                     if auth {
                         let got = sign_in(objects, tier, &host, &url, &name, cert.as_deref());
                         row(
@@ -309,6 +319,32 @@ async fn requests(client: &Client, set: &str, objects: &[Value], issuer: &str) -
     }
     println!("{set}: {} requests", rows.len());
     rows
+}
+
+/// The status code of plain http to `host` on another entry point of the tier's Traefik
+/// (its ping entry point on 127.0.0.1).
+fn other_entry_point(host: &str, port: &str, path: &str) -> Result<String, String> {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("http://{host}:{port}{path}"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "404" => Ok(format!("404 on entry point traefik (127.0.0.1:{port})")),
+        code => Err(format!(
+            "{code} on entry point traefik (127.0.0.1:{port}): served outside the tier's entry points"
+        )),
+    }
 }
 
 /// The whole sign-in: a browser with an empty cookie jar follows every redirect (the app ->

@@ -22,6 +22,7 @@ pub const NGINX_AUTH_SIGNIN: &str = "nginx.ingress.kubernetes.io/auth-signin";
 pub const NGINX_AUTH_RESPONSE_HEADERS: &str = "nginx.ingress.kubernetes.io/auth-response-headers";
 pub const TRAEFIK_MIDDLEWARES: &str = "traefik.ingress.kubernetes.io/router.middlewares";
 pub const TRAEFIK_ROUTER_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
+pub const TRAEFIK_ROUTER_ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
 /// The identity headers the OAuth2 Proxy answers with (`--set-xauthrequest`), passed on to
 /// the app.
 pub const AUTH_RESPONSE_HEADERS: [&str; 2] = ["X-Auth-Request-User", "X-Auth-Request-Email"];
@@ -149,10 +150,21 @@ pub fn ingresses(
         http_middlewares.push(middleware(middleware::auth_name(app)));
         https_middlewares.push(middleware(middleware::auth_name(app)));
     }
+    let entry_points = tier_def.entry_points.as_ref();
     let annotations = |tls: bool, refs: &[String]| {
         let mut a = BTreeMap::new();
         if tls {
             a.insert(TRAEFIK_ROUTER_TLS.to_string(), "true".to_string());
+        }
+        let entry_point = entry_points.and_then(|e| {
+            if tls {
+                e.https.as_ref()
+            } else {
+                e.http.as_ref()
+            }
+        });
+        if let Some(ep) = entry_point {
+            a.insert(TRAEFIK_ROUTER_ENTRYPOINTS.to_string(), ep.clone());
         }
         if !refs.is_empty() {
             a.insert(TRAEFIK_MIDDLEWARES.to_string(), refs.join(","));
