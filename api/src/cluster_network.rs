@@ -602,6 +602,15 @@ pub struct Policy {
     /// Zero-trust baseline: NetworkPolicy `gatehouse-default-deny` in each selected namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_deny: Option<DefaultDeny>,
+    /// Sources every isolated pod admits (ingress), whatever isolates it (default deny or an
+    /// app's policy): monitoring scrapers on their ports, ingress controllers on the host
+    /// network through the node CIDRs. Up to 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(h, self.filter(o, o.name == h.name).size() == 1)", "message": "names must be unique"}
+    ]))]
+    pub allow_everywhere: Vec<PlatformAllow>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -659,6 +668,26 @@ pub struct DefaultDeny {
 
 fn yes() -> bool {
     true
+}
+
+/// One source every isolated pod admits (see `Policy::allow_everywhere`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.from.all(p, !has(p.app) && !has(p.service) && !has(p.fqdn) && !has(p.apiServer))", "message": "from: only namespaceSelector/podSelector and cidr peers", "fieldPath": ".from"}
+]))]
+pub struct PlatformAllow {
+    /// A name for messages and the policies' comments (DNS-1123 label), e.g. `prometheus`.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub name: String,
+    /// The sources: `namespaceSelector`/`podSelector` (e.g. the Prometheus pods) or `cidr`
+    /// (e.g. the node CIDR, for a controller on the host network).
+    #[schemars(length(min = 1, max = 16))]
+    pub from: Vec<crate::Peer>,
+    /// The ports they reach on every isolated pod (empty: all ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ports: Vec<crate::EgressPort>,
 }
 
 /// Observed state of a ClusterNetwork.

@@ -91,10 +91,20 @@ pub struct ExposedAppSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub attachments: Vec<AppAttachment>,
-    /// Extra in-cluster clients allowed to reach all ports of the app.
+    /// Extra in-cluster clients allowed to reach all ports of the app. Setting it asks for
+    /// isolation (see `isolation`): only these, the routes' ingress controllers, `tcp[]`
+    /// clients and the network's `policy.allowEverywhere` then reach the app's pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub allow_from: Vec<Peer>,
+    /// Whether the app's pods are isolated for ingress by its NetworkPolicy `A-ingress`:
+    /// `Auto` (default) isolates only where the namespace is under the network's ingress
+    /// default deny (then the policy opens what the app declares) or where `allowFrom` is
+    /// set; `Isolated` always, even with nothing declared (then only the network's
+    /// `policy.allowEverywhere` sources get in). Outside those, nothing is written and the
+    /// pods admit what they admitted before, so exposing an app never cuts traffic off.
+    #[serde(default, skip_serializing_if = "Isolation::is_auto")]
+    pub isolation: Isolation,
 }
 
 fn default_network() -> String {
@@ -343,4 +353,18 @@ pub struct ResourceStatus {
     /// The child's own reason or message when it is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// See `ExposedAppSpec::isolation`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Isolation {
+    #[default]
+    Auto,
+    Isolated,
+}
+
+impl Isolation {
+    pub fn is_auto(&self) -> bool {
+        *self == Isolation::Auto
+    }
 }

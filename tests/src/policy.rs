@@ -109,6 +109,8 @@ struct Network {
     dns_namespace: String,
     dns_selector: Value,
     default_deny: Option<DefaultDeny>,
+    /// `policy.allowEverywhere`: (name, sources, ports) every isolated pod admits.
+    allow_everywhere: Vec<(String, Rule)>,
 }
 
 impl Network {
@@ -139,6 +141,8 @@ struct App {
     routes: Vec<(Vec<String>, Vec<Option<String>>)>,
     tcp: Vec<String>,
     allow_from: Vec<Value>,
+    /// `spec.isolation: Isolated` (else Auto).
+    isolated: bool,
 }
 
 impl App {
@@ -425,6 +429,20 @@ fn parse_network(o: &Value) -> Network {
             ingress: dd["ingress"].as_bool().unwrap_or(true),
             egress: dd["egress"].as_bool().unwrap_or(true),
         }),
+        allow_everywhere: spec["policy"]["allowEverywhere"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap_or_default().to_string(),
+                    Rule {
+                        to: h["from"].as_array().cloned().unwrap_or_default(),
+                        ports: port_ranges(&h["ports"]),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -481,7 +499,24 @@ fn parse_app(o: &Value) -> App {
             .filter_map(|t| str_of(&t["port"]))
             .collect(),
         allow_from: spec["allowFrom"].as_array().cloned().unwrap_or_default(),
+        isolated: spec["isolation"] == "Isolated",
     }
+}
+
+fn port_ranges(ports: &Value) -> Vec<PortRange> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let port = p["port"].as_i64().unwrap_or_default();
+            PortRange {
+                port,
+                end: p["endPort"].as_i64().unwrap_or(port),
+                protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
+            }
+        })
+        .collect()
 }
 
 fn parse_egp(o: &Value) -> Egp {
@@ -911,6 +946,24 @@ fn build_probes(objects: &[Value]) -> ProbeWorld {
             }
         }
     }
+    // The platform's allowEverywhere sources (a podSelector alone means the isolated pod's
+    // own namespace: the first app's stands for it).
+    let own_ns = m
+        .apps
+        .first()
+        .map(|a| a.ns.clone())
+        .unwrap_or_else(|| OUTSIDER_NAMESPACE.to_string());
+    for n in &m.networks {
+        for (hname, h) in &n.allow_everywhere {
+            for (j, peer) in h.to.iter().enumerate() {
+                peers.push((
+                    own_ns.clone(),
+                    short_name(format!("probe-allow-{hname}-{j}")),
+                    peer,
+                ));
+            }
+        }
+    }
     for (own, name, peer) in peers {
         let mut namespaces = m.namespaces.clone();
         namespaces.extend(w.namespaces.clone());
@@ -1222,10 +1275,35 @@ impl World<'_> {
         let End::Pod(p) = dst else {
             return (true, "outside the cluster".into());
         };
-        let apps: Vec<&App> = self.m.apps.iter().filter(|a| a.selects(p)).collect();
         let deny = self.m.default_deny(&p.ns, true);
+        // An app isolates its pods only as docs/api.md says (`spec.isolation`): Isolated,
+        // or Auto with its network's ingress default deny on the namespace or allowFrom.
+        let apps: Vec<&App> = self
+            .m
+            .apps
+            .iter()
+            .filter(|a| a.selects(p))
+            .filter(|a| {
+                a.isolated || !a.allow_from.is_empty() || deny.iter().any(|n| n.name == a.network)
+            })
+            .collect();
         if apps.is_empty() && deny.is_empty() {
             return (true, "not isolated".into());
+        }
+        // What every isolated pod admits: the platform's allowEverywhere of the networks
+        // isolating it.
+        let isolating = apps
+            .iter()
+            .filter_map(|a| self.m.network(&a.network))
+            .chain(deny.iter().copied());
+        for n in isolating {
+            for (name, h) in &n.allow_everywhere {
+                if h.allows_port(port, proto)
+                    && h.to.iter().any(|peer| self.peer_matches(peer, &p.ns, src))
+                {
+                    return (true, format!("allowEverywhere {name} of {}", n.name));
+                }
+            }
         }
         let pp = (port, proto.to_string());
         for a in &apps {
@@ -1662,6 +1740,45 @@ pub fn expected_probes(
                         "TCP",
                         &format!("{what} undeclared port"),
                     );
+                }
+            }
+            // The platform's allowEverywhere sources, on their ports and (where they name
+            // ports) one they do not name.
+            for (hname, h) in &n.allow_everywhere {
+                let what = format!("allowEverywhere {hname} -> {label}");
+                let (port, proto) = h
+                    .ports
+                    .first()
+                    .map(|pr| (pr.port, pr.protocol.clone()))
+                    .unwrap_or((first, "TCP".into()));
+                let named: Vec<i64> = h.ports.iter().flat_map(|pr| pr.port..=pr.end).collect();
+                let outside = (!h.ports.is_empty()).then(|| undeclared(&named));
+                for peer in &h.to {
+                    let ips: Vec<IpAddr> = cidr_probes(peer, &pods)
+                        .into_iter()
+                        .filter(|(_, inside)| *inside)
+                        .map(|(ip, _)| ip)
+                        .collect();
+                    let from_pods: Vec<Pod> = if peer["cidr"].is_string() {
+                        Vec::new()
+                    } else {
+                        b.w.peer_pods(peer, &a.ns)
+                            .into_iter()
+                            .take(1)
+                            .cloned()
+                            .collect()
+                    };
+                    let srcs: Vec<End> = ips
+                        .into_iter()
+                        .map(End::Ip)
+                        .chain(from_pods.iter().map(End::Pod))
+                        .collect();
+                    for src in &srcs {
+                        b.add(src, &to, port, &proto, &what);
+                        if let Some(o) = outside {
+                            b.add(src, &to, o, "TCP", &format!("{what} undeclared port"));
+                        }
+                    }
                 }
             }
         }

@@ -337,7 +337,10 @@ fn compare_marks_exactly_the_mismatches() {
 /// ingress-only default deny, a non-default cluster DNS, allowFrom by Service, by an app
 /// that does not exist (never widens), by podSelector alone and by cidr with except, and
 /// EgressPolicies with an empty and a NotIn podSelector, a namespaceSelector peer, an
-/// endPort range, a rule without ports, an fqdn peer and allowDNS false.
+/// endPort range, a rule without ports, an fqdn peer and allowDNS false; isolation as the
+/// objects state it (routes alone outside default deny isolate nothing, `Isolated` with
+/// nothing declared) and the platform's allowEverywhere (a scraper on its port, a node
+/// CIDR on all ports) into default deny and app policies alike.
 #[test]
 fn contract_corners_admit_exactly_what_the_objects_declare_offline() {
     let bin = policy_bin();
@@ -354,6 +357,10 @@ fn contract_corners_admit_exactly_what_the_objects_declare_offline() {
             "policy": {
                 "clusterDNS": {"namespace": "dns-system", "podSelector": {"matchLabels": {"app": "coredns"}}},
                 "defaultDeny": {"namespaceSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["locked"]}]}, "ingress": true, "egress": false},
+                "allowEverywhere": [
+                    {"name": "prometheus", "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {"matchLabels": {"app": "prometheus"}}}], "ports": [{"port": 9090}]},
+                    {"name": "nodes", "from": [{"cidr": "10.200.0.0/24"}]},
+                ],
             },
         }}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "frontend-svc", "namespace": "open"}, "spec": {
@@ -377,6 +384,18 @@ fn contract_corners_admit_exactly_what_the_objects_declare_offline() {
         json!({"apiVersion": v1, "kind": "ExposedApp", "metadata": {"name": "frontend", "namespace": "open"}, "spec": {
             "selector": {"app": "frontend"},
             "ports": [{"name": "http", "port": 8080}],
+        }}),
+        // Outside default deny: routes alone isolate nothing; Isolated with nothing
+        // declared admits only the platform's allowEverywhere.
+        json!({"apiVersion": v1, "kind": "ExposedApp", "metadata": {"name": "site", "namespace": "open"}, "spec": {
+            "selector": {"app": "site"},
+            "ports": [{"name": "http", "port": 80}],
+            "routes": [{"hosts": ["site.example.com"], "tls": false}],
+        }}),
+        json!({"apiVersion": v1, "kind": "ExposedApp", "metadata": {"name": "vault", "namespace": "open"}, "spec": {
+            "selector": {"app": "vault"},
+            "ports": [{"name": "api", "port": 8200}, {"name": "metrics", "port": 9090}],
+            "isolation": "Isolated",
         }}),
         json!({"apiVersion": v1, "kind": "EgressPolicy", "metadata": {"name": "front", "namespace": "open"}, "spec": {
             "podSelector": {},

@@ -48,9 +48,11 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
+/// An ExposedApp; `isolation: Isolated` unless `spec` says otherwise, so every test here
+/// sees the app's ingress policy among its children (isolation itself has its own test).
 fn app(ns: &str, name: &str, net: &str, spec: Value) -> Value {
-    let mut s =
-        json!({"network": net, "selector": {"app": name}, "ports": [{"name": "http", "port": 80}]});
+    let mut s = json!({"network": net, "selector": {"app": name}, "isolation": "Isolated",
+                       "ports": [{"name": "http", "port": 80}]});
     merge(&mut s, spec);
     json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp", "metadata": {"name": name, "namespace": ns}, "spec": s})
 }
@@ -948,4 +950,89 @@ async fn the_api_server_peer_follows_the_kubernetes_endpoint_slices() {
         (!api_blocks(&np).contains(&"192.0.2.50/32".to_string())).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_follows_what_the_objects_state() {
+    let label = format!("deny-{}", std::process::id());
+    let (client, ns, net, zone) = setup(
+        "isolation",
+        json!({"policy": {"defaultDeny": {"namespaceSelector": {"matchLabels": {label.as_str(): "true"}}, "egress": false}}}),
+    )
+    .await;
+    let web = app(
+        &ns,
+        "web",
+        &net,
+        json!({"isolation": "Auto", "routes": [{"hosts": [format!("web.{zone}")], "tls": false}]}),
+    );
+    apply(&client, &web, false).await.unwrap();
+    converge(&client, &ns, "web").await;
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    assert!(
+        policies.get_opt("web-ingress").await.unwrap().is_none(),
+        "outside default deny an app with routes isolates nothing"
+    );
+    // The platform puts the namespace under default deny: the baseline and the app's
+    // policy (opening its route port) both appear, without touching the app.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let label_patch = |v: Value| Patch::Merge(json!({"metadata": {"labels": {label.as_str(): v}}}));
+    namespaces
+        .patch(&ns, &PatchParams::default(), &label_patch(json!("true")))
+        .await
+        .unwrap();
+    eventually(
+        LONG,
+        "web-ingress once the namespace is under default deny",
+        || async {
+            let np = policies.get_opt("web-ingress").await.ok()??;
+            let rules = np.spec?.ingress?;
+            (rules.len() == 1).then_some(())
+        },
+    )
+    .await;
+    eventually(LONG, "the baseline in the namespace", || async {
+        policies
+            .get_opt("gatehouse-default-deny")
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+    // Out from under it again: both go.
+    namespaces
+        .patch(&ns, &PatchParams::default(), &label_patch(Value::Null))
+        .await
+        .unwrap();
+    eventually(LONG, "web-ingress gone with the default deny", || async {
+        policies
+            .get_opt("web-ingress")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // allowFrom asks for isolation wherever the app is.
+    let mut db = app(
+        &ns,
+        "db",
+        &net,
+        json!({"isolation": "Auto", "allowFrom": [{"podSelector": {"matchLabels": {"app": "web"}}}]}),
+    );
+    db["spec"]["ports"] = json!([{"name": "sql", "port": 5432}]);
+    apply(&client, &db, false).await.unwrap();
+    converge(&client, &ns, "db").await;
+    let np = policies.get("db-ingress").await.unwrap();
+    let from = np.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap();
+    assert_eq!(
+        from[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app"],
+        "web"
+    );
 }

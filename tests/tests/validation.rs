@@ -401,6 +401,24 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     accepted(bgp(json!({"localASN": 4294967295u32, "peers": [{"name": "r", "address": "2001:db8::1", "asn": 64512, "passwordSecretRef": {"name": "md5"}, "nodeSelector": {"matchLabels": {"rack": "r1"}}}]}))).await;
+    // entryPoints only on Traefik tiers; allowEverywhere only from selectors and CIDRs.
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "entryPoints": {"https": "websecure"}}}})),
+        &["spec.ingress.external.entryPoints", "entryPoints needs controller Traefik"],
+    )
+    .await;
+    accepted(network(json!({"ingress": {"external": {"className": "t", "controller": "Traefik", "entryPoints": {"http": "web", "https": "websecure"}}}}))).await;
+    rejected(
+        network(json!({"policy": {"allowEverywhere": [{"name": "p", "from": [{"fqdn": "x.example.com"}]}]}})),
+        &["spec.policy.allowEverywhere[0].from", "only namespaceSelector/podSelector and cidr peers"],
+    )
+    .await;
+    rejected(
+        network(json!({"policy": {"allowEverywhere": [{"name": "p", "from": [{"cidr": "10.0.0.0/8"}]}, {"name": "p", "from": [{"cidr": "10.1.0.0/16"}]}]}})),
+        &["spec.policy.allowEverywhere", "names must be unique"],
+    )
+    .await;
+    accepted(network(json!({"policy": {"allowEverywhere": [{"name": "prometheus", "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"port": 9100}]}]}}))).await;
     // A tier publishes exactly one of addresses or a CNAME target.
     rejected(
         network(json!({"ingress": {"external": {"className": "n", "publish": {"addresses": ["203.0.113.7"], "hostname": "router.example.net"}}}})),

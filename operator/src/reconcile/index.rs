@@ -348,6 +348,17 @@ impl Index {
         self.apps_by_network.get(network).into_iter().flatten()
     }
 
+    /// The apps of one namespace (a range of the ordered app map: no scan of the others).
+    pub fn apps_in(&self, namespace: &str) -> Vec<Key> {
+        let from = (namespace.to_string(), String::new());
+        self.ctx
+            .apps
+            .range(from..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     pub fn app_count(&self, network: &str) -> usize {
         self.apps_by_network.get(network).map_or(0, BTreeSet::len)
     }

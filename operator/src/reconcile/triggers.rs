@@ -117,11 +117,22 @@ impl Triggers {
         }
     }
 
-    /// A namespace appeared, changed labels or went: default deny may apply differently.
-    pub fn namespace_changed(&self, ix: &Index) {
+    /// A namespace appeared, changed labels or went: default deny may apply differently,
+    /// to the namespace (its network's baseline) and to the apps in it (whether their
+    /// ingress policy is needed: `isolation: Auto`).
+    pub fn namespaces_changed(&self, namespaces: &[String], ix: &Index) {
+        let mut any = false;
         for (name, n) in &ix.ctx.networks {
             if n.spec.policy.default_deny.is_some() {
                 self.network(name);
+                any = true;
+            }
+        }
+        if any {
+            for ns in namespaces {
+                for k in ix.apps_in(ns) {
+                    self.app(&k);
+                }
             }
         }
     }

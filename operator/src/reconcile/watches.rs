@@ -322,25 +322,34 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
         match e {
             Apply(o) => {
+                let name = o.name_any();
                 w.upsert_namespace(shared_of(&st.namespaces, o));
-                t.namespace_changed(&w);
+                t.namespaces_changed(&[name], &w);
             }
             InitApply(_) => {}
             Delete(o) => {
                 w.remove_namespace(&o.name_any());
-                t.namespace_changed(&w);
+                t.namespaces_changed(&[o.name_any()], &w);
             }
             Init => {}
             InitDone => {
-                let mut any_changed = false;
+                let mut changed_names = Vec::new();
                 for o in st.namespaces.state() {
                     let old = w.ctx.namespaces.get(&o.name_any()).cloned();
-                    any_changed |= changed(old.as_deref(), &o);
+                    if changed(old.as_deref(), &o) {
+                        changed_names.push(o.name_any());
+                    }
                     w.upsert_namespace(o);
                 }
+                let before: Vec<String> = w.ctx.namespaces.keys().cloned().collect();
                 w.retain_namespaces(|n| st.namespaces.get(&ObjectRef::new(n)).is_some());
-                if any_changed {
-                    t.namespace_changed(&w);
+                changed_names.extend(
+                    before
+                        .into_iter()
+                        .filter(|n| !w.ctx.namespaces.contains_key(n)),
+                );
+                if !changed_names.is_empty() {
+                    t.namespaces_changed(&changed_names, &w);
                 }
             }
         }

@@ -87,6 +87,56 @@ fn dns_egress_rule(network: &ClusterNetwork) -> NetworkPolicyEgressRule {
     }
 }
 
+/// Whether the network's ingress default deny selects namespace `ns`.
+pub fn under_ingress_deny(network: &ClusterNetwork, ctx: &Context, ns: &str) -> bool {
+    network.spec.policy.default_deny.as_ref().is_some_and(|dd| {
+        dd.ingress && selector_matches(&dd.namespace_selector, &ctx.namespace_labels(ns))
+    })
+}
+
+/// The ingress rules of the network's `policy.allowEverywhere`: what every isolated pod
+/// admits (a podSelector alone means the pod's own namespace, as in NetworkPolicy).
+pub fn platform_rules(network: &ClusterNetwork) -> Vec<NetworkPolicyIngressRule> {
+    network
+        .spec
+        .policy
+        .allow_everywhere
+        .iter()
+        .map(|h| {
+            let from = h
+                .from
+                .iter()
+                .map(|p| NetworkPolicyPeer {
+                    namespace_selector: p.namespace_selector.clone(),
+                    pod_selector: p.pod_selector.clone(),
+                    ip_block: p.cidr.as_ref().map(|c| IPBlock {
+                        cidr: c.clone(),
+                        except: (!p.except.is_empty()).then(|| p.except.clone()),
+                    }),
+                })
+                .collect();
+            let ports: Vec<NetworkPolicyPort> = h
+                .ports
+                .iter()
+                .map(|p| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(p.port)),
+                    end_port: p.end_port,
+                    protocol: Some(p.protocol.as_str().into()),
+                })
+                .collect();
+            NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: (!ports.is_empty()).then_some(ports),
+            }
+        })
+        .collect()
+}
+
+/// The app's ingress policy `A-ingress`, where the app is isolated (`spec.isolation`):
+/// `Isolated`, or `Auto` with the namespace under ingress default deny or `allowFrom` set.
+/// Elsewhere none: exposing an app never cuts off traffic nobody declared. Under default
+/// deny an `Auto` app that declares nothing to open gets none either (the baseline already
+/// says everything such a policy would).
 pub fn app_ingress(
     app: &ExposedApp,
     network: &ClusterNetwork,
@@ -95,6 +145,11 @@ pub fn app_ingress(
     findings: &mut Findings,
 ) -> Option<Child> {
     let namespace = app.namespace().unwrap_or_default();
+    let under_deny = under_ingress_deny(network, ctx, &namespace);
+    let asked = app.spec.isolation == gatehouse_api::Isolation::Isolated;
+    if !asked && !under_deny && app.spec.allow_from.is_empty() {
+        return None;
+    }
     let port_of = |name: &str| app.spec.ports.iter().find(|p| p.name == name);
     let mut rules = Vec::new();
 
@@ -167,6 +222,14 @@ pub fn app_ingress(
             ports: None,
         });
     }
+    // Nothing to open under default deny and no isolation asked for beyond it: the
+    // baseline (with the platform's holes) already is this policy. With allowFrom still
+    // unresolved outside default deny the policy stays (admitting only the platform's
+    // holes): an unresolved reference never widens access.
+    if rules.is_empty() && under_deny && !asked {
+        return None;
+    }
+    rules.extend(platform_rules(network));
 
     let spec = NetworkPolicySpec {
         pod_selector: Some(peer::match_labels(&app.spec.selector)),
@@ -318,7 +381,7 @@ pub fn default_deny(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> V
         let deny = NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(types),
-            ingress: dd.ingress.then(Vec::new),
+            ingress: dd.ingress.then(|| platform_rules(network)),
             egress: dd.egress.then(|| vec![dns_egress_rule(network)]),
         };
         out.push(Child::new(
