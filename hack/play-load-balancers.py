@@ -13,6 +13,15 @@ import sys
 KUBECTL = sys.argv[1:] or ["kubectl"]
 
 
+
+def played_families(s):
+    """A Hetzner load balancer (its annotations) is dual-stack whatever the Service's
+    families, as hcloud-cloud-controller-manager reports it; Cilium's follows the Service."""
+    annotations = s["metadata"].get("annotations", {})
+    if any(k.startswith("load-balancer.hetzner.cloud/") for k in annotations):
+        return ["IPv4", "IPv6"]
+    return s["spec"].get("ipFamilies", ["IPv4"])
+
 def kubectl(*args):
     return subprocess.run(KUBECTL + list(args), check=True, capture_output=True, text=True).stdout
 
@@ -27,7 +36,7 @@ for s in json.loads(kubectl("get", "services", "-A", "-o", "json"))["items"]:
         ips = [x.strip() for x in requested.split(",")]
     else:
         ips = ["2001:db8:ffff::%x" % next_ip if f == "IPv6" else "198.51.100.%d" % (next_ip % 250 + 1)
-               for f in s["spec"].get("ipFamilies", ["IPv4"])]
+               for f in played_families(s)]
         next_ip += 1
     kubectl("-n", m["namespace"], "patch", "service", m["name"], "--subresource=status", "--type=merge",
             "-p", json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}))

@@ -26,7 +26,8 @@ use crate::common::{Condition, IssuerRef, LabelSelector, NamespacedName, Tier};
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.ipFamilies.size() < 2 || self.ipFamilies[0] != self.ipFamilies[1]", "message": "spec.ipFamilies: the two families must be distinct", "fieldPath": ".ipFamilies"}
+    {"rule": "self.ipFamilies.size() < 2 || self.ipFamilies[0] != self.ipFamilies[1]", "message": "spec.ipFamilies: the two families must be distinct", "fieldPath": ".ipFamilies"},
+    {"rule": "!has(self.serviceIPFamilies) || self.serviceIPFamilies.size() < 2 || self.serviceIPFamilies[0] != self.serviceIPFamilies[1]", "message": "spec.serviceIPFamilies: the two families must be distinct", "fieldPath": ".serviceIPFamilies"}
 ]))]
 pub struct ClusterNetworkSpec {
     /// IP families of every generated Service and DNS record, in order of preference:
@@ -35,6 +36,16 @@ pub struct ClusterNetworkSpec {
     #[serde(default = "default_ip_families")]
     #[schemars(length(min = 1, max = 2))]
     pub ip_families: Vec<IpFamily>,
+    /// IP families of the Services Gatehouse creates (ClusterIP and LoadBalancer) where the
+    /// cluster runs fewer than DNS publishes, e.g. `[IPv4]` for an IPv4-only cluster behind
+    /// a dual-stack cloud load balancer (seed 000). Default: `ipFamilies`.
+    #[serde(
+        default,
+        rename = "serviceIPFamilies",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(length(max = 2))]
+    pub service_ip_families: Vec<IpFamily>,
     /// The load-balancer implementation and its address pools.
     #[serde(default)]
     pub load_balancer: LoadBalancer,
@@ -91,7 +102,8 @@ fn default_ip_families() -> Vec<IpFamily> {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.pools.all(p, self.pools.filter(q, q.name == p.name).size() == 1)", "message": "pool names must be unique", "fieldPath": ".pools"}
+    {"rule": "self.pools.all(p, self.pools.filter(q, q.name == p.name).size() == 1)", "message": "pool names must be unique", "fieldPath": ".pools"},
+    {"rule": "!has(self.hetzner) || self.provider == 'Hetzner'", "message": "hetzner needs provider Hetzner", "fieldPath": ".hetzner"}
 ]))]
 pub struct LoadBalancer {
     /// `MetalLB`, `Cilium`, `Hetzner` or `None` (default): chooses which pool objects and
@@ -113,6 +125,36 @@ pub struct LoadBalancer {
     /// any BGP pool: without a peer nothing announces it, and the network is Stalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<Bgp>,
+    /// Provider `Hetzner`: what hcloud-cloud-controller-manager reads from every
+    /// LoadBalancer Service Gatehouse creates (`load-balancer.hetzner.cloud/*` annotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hetzner: Option<HetznerLoadBalancer>,
+}
+
+/// Hetzner load-balancer settings (see `LoadBalancer::hetzner`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.location) && has(self.networkZone))", "message": "set location or networkZone, not both"}
+]))]
+pub struct HetznerLoadBalancer {
+    /// Location of the load balancers (`load-balancer.hetzner.cloud/location`), e.g. `fsn1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub location: Option<String>,
+    /// Network zone instead of a location (`load-balancer.hetzner.cloud/network-zone`), e.g.
+    /// `eu-central`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub network_zone: Option<String>,
+    /// Reach the nodes over the private network (`use-private-ip`), as seed 000's firewalled
+    /// nodes need.
+    #[serde(default, rename = "usePrivateIP")]
+    pub use_private_ip: bool,
+    /// Keep the load balancer's private address out of its status
+    /// (`disable-private-ingress`), so DNS only ever sees its public addresses.
+    #[serde(default)]
+    pub disable_private_ingress: bool,
 }
 
 /// BGP peering (see `LoadBalancer::bgp`).
@@ -224,7 +266,9 @@ impl IngressTiers {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"},
     {"rule": "!has(self.implementation) || self.controller == 'Nginx' || self.implementation == 'Traefik'", "message": "implementation IngressNginx needs controller Nginx (a Traefik tier is served by Traefik)"},
-    {"rule": "!has(self.entryPoints) || self.controller == 'Traefik'", "message": "entryPoints needs controller Traefik", "fieldPath": ".entryPoints"}
+    {"rule": "!has(self.entryPoints) || self.controller == 'Traefik'", "message": "entryPoints needs controller Traefik", "fieldPath": ".entryPoints"},
+    {"rule": "!has(self.loadBalancer) || (!has(self.service) && !(has(self.addresses) && size(self.addresses) > 0))", "message": "loadBalancer replaces service and addresses: set only one of them", "fieldPath": ".loadBalancer"},
+    {"rule": "!has(self.loadBalancer) || (has(self.namespace) && has(self.podSelector) && has(self.podSelector.matchLabels) && !has(self.podSelector.matchExpressions))", "message": "loadBalancer needs namespace and a podSelector of matchLabels only (they become the Service's namespace and selector)", "fieldPath": ".loadBalancer"}
 ]))]
 pub struct IngressTier {
     /// IngressClass name of the tier's controller, e.g. `nginx-external`.
@@ -273,6 +317,65 @@ pub struct IngressTier {
     /// `websecure`. Default: every entry point of the Traefik serving the class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_points: Option<TraefikEntryPoints>,
+    /// Let Gatehouse create and own the controller's LoadBalancer Service
+    /// `<network>-<tier>` in `namespace`, selecting `podSelector`, whose status then
+    /// supplies the tier's addresses (instead of `service` or `addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<TierLoadBalancer>,
+}
+
+/// The tier's own LoadBalancer Service (see `IngressTier::load_balancer`): ports `http` 80
+/// and `https` 443 to the controller pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TierLoadBalancer {
+    /// MetalLB/Cilium pool (default: the pool named like the tier, if there is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_label_name")]
+    pub pool: Option<String>,
+    /// Requested addresses (MetalLB, Cilium), v4 and/or v6.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::ip_list")]
+    pub addresses: Vec<String>,
+    /// The load balancer speaks PROXY protocol to the controller (Hetzner; the controller
+    /// must be configured to expect it). Other providers: Stalled, ProxyProtocolUnsupported.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// `Local` (default: client addresses preserved, traffic only to nodes running a
+    /// controller pod) or `Cluster`.
+    #[serde(default)]
+    pub external_traffic_policy: TrafficPolicy,
+    /// The controller pods' port for http (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_port_number")]
+    pub http_target_port: Option<i32>,
+    /// The controller pods' port for https (default 443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_port_number")]
+    pub https_target_port: Option<i32>,
+    /// Hetzner: the load balancer's DNS name (`load-balancer.hetzner.cloud/hostname`),
+    /// reported in its status instead of its addresses, which lets PROXY-protocol traffic
+    /// from inside the cluster go out through the load balancer; the tier's records then
+    /// become CNAMEs to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::host")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TrafficPolicy {
+    #[default]
+    Local,
+    Cluster,
+}
+
+impl TrafficPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Local => "Local",
+            TrafficPolicy::Cluster => "Cluster",
+        }
+    }
 }
 
 /// The entry points of a Traefik tier's routers (see `IngressTier::entry_points`).
@@ -322,6 +425,35 @@ pub enum IngressImplementation {
     IngressNginx,
     /// Traefik (its kubernetesIngressNGINX provider for `controller: Nginx` tiers).
     Traefik,
+}
+
+/// Name of a tier's own LoadBalancer Service (`loadBalancer`): `<network>-<tier>`.
+pub fn tier_load_balancer_name(network: &str, tier: Tier) -> String {
+    format!("{network}-{tier}")
+}
+
+impl ClusterNetwork {
+    /// The Service whose load-balancer status supplies a tier's addresses: the tier's
+    /// `service`, or its own `loadBalancer` Service.
+    pub fn tier_address_service(&self, tier: Tier) -> Option<(String, String)> {
+        let t = self.spec.ingress.get(tier)?;
+        if let Some(s) = &t.service {
+            return Some((s.namespace.clone(), s.name.clone()));
+        }
+        let ns = t.load_balancer.as_ref().and(t.namespace.clone())?;
+        let name = self.metadata.name.clone().unwrap_or_default();
+        Some((ns, tier_load_balancer_name(&name, tier)))
+    }
+
+    /// The families of the Services Gatehouse creates (`serviceIPFamilies`, else
+    /// `ipFamilies`).
+    pub fn service_families(&self) -> &[IpFamily] {
+        if self.spec.service_ip_families.is_empty() {
+            &self.spec.ip_families
+        } else {
+            &self.spec.service_ip_families
+        }
+    }
 }
 
 impl IngressTier {

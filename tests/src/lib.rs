@@ -565,7 +565,8 @@ pub async fn issued_certificate(
 /// Plays the load balancers that cannot run on one machine: Hetzner's cloud load balancer
 /// and Cilium's LB-IPAM. Gives each unassigned LoadBalancer Service in `namespaces` the
 /// address it requests (`lbipam.cilium.io/ips`), else the next of 198.51.100.0/24 and
-/// 2001:db8:ffff::/112, by patching its status as those controllers would. MetalLB must be
+/// 2001:db8:ffff::/112 (both for a Hetzner one, which is dual-stack whatever the Service's
+/// families), by patching its status as those controllers would. MetalLB must be
 /// stopped meanwhile (`stack_component(false, "metallb")`): it claims every LoadBalancer
 /// Service without a class and clears addresses it did not assign.
 pub async fn play_load_balancers(client: &Client, namespaces: &[String]) {
@@ -598,10 +599,19 @@ pub async fn play_load_balancers(client: &Client, namespaces: &[String]) {
                 Some(list) => list.split(',').map(|x| x.trim().to_string()).collect(),
                 None => {
                     let n = NEXT_IP.fetch_add(1, Ordering::SeqCst);
-                    let families = spec
-                        .ip_families
-                        .clone()
-                        .unwrap_or_else(|| vec!["IPv4".into()]);
+                    // Hetzner's load balancers are dual-stack whatever the Service's
+                    // families (hcloud-cloud-controller-manager reports both); Cilium's
+                    // follow the Service.
+                    let hetzner = annotations
+                        .keys()
+                        .any(|k| k.starts_with("load-balancer.hetzner.cloud/"));
+                    let families = if hetzner {
+                        vec!["IPv4".to_string(), "IPv6".to_string()]
+                    } else {
+                        spec.ip_families
+                            .clone()
+                            .unwrap_or_else(|| vec!["IPv4".into()])
+                    };
                     families
                         .iter()
                         .map(|f| {

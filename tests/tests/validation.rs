@@ -401,6 +401,40 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     accepted(bgp(json!({"localASN": 4294967295u32, "peers": [{"name": "r", "address": "2001:db8::1", "asn": 64512, "passwordSecretRef": {"name": "md5"}, "nodeSelector": {"matchLabels": {"rack": "r1"}}}]}))).await;
+    // A tier's own load balancer: namespace and a matchLabels selector, instead of service
+    // or addresses; Hetzner settings only with provider Hetzner, location or network zone.
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "loadBalancer": {}}}})),
+        &[
+            "spec.ingress.external.loadBalancer",
+            "loadBalancer needs namespace and a podSelector",
+        ],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "namespace": "i", "podSelector": {"matchLabels": {"a": "b"}}, "addresses": ["192.0.2.1"], "loadBalancer": {}}}})),
+        &["spec.ingress.external.loadBalancer", "loadBalancer replaces service and addresses"],
+    )
+    .await;
+    accepted(network(json!({"ingress": {"external": {"className": "n", "namespace": "i", "podSelector": {"matchLabels": {"a": "b"}}, "loadBalancer": {"externalTrafficPolicy": "Cluster", "httpTargetPort": 8080}}}}))).await;
+    rejected(
+        network(json!({"loadBalancer": {"provider": "MetalLB", "hetzner": {"location": "fsn1"}}})),
+        &[
+            "spec.loadBalancer.hetzner",
+            "hetzner needs provider Hetzner",
+        ],
+    )
+    .await;
+    rejected(
+        network(json!({"loadBalancer": {"provider": "Hetzner", "hetzner": {"location": "fsn1", "networkZone": "eu-central"}}})),
+        &["spec.loadBalancer.hetzner", "set location or networkZone, not both"],
+    )
+    .await;
+    rejected(
+        network(json!({"serviceIPFamilies": ["IPv4", "IPv4"]})),
+        &["spec.serviceIPFamilies", "must be distinct"],
+    )
+    .await;
     // entryPoints only on Traefik tiers; allowEverywhere only from selectors and CIDRs.
     rejected(
         network(json!({"ingress": {"external": {"className": "n", "entryPoints": {"https": "websecure"}}}})),

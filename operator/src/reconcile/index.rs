@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, Peer};
+use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, Peer, Tier};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -124,13 +124,10 @@ impl Index {
         if let Some(o) = &old {
             self.unindex_network(o);
         }
-        for t in [&n.spec.ingress.external, &n.spec.ingress.internal]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = &t.service {
+        for tier in Tier::ALL {
+            if let Some(key) = n.tier_address_service(tier) {
                 self.tier_services
-                    .entry((r.namespace.clone(), r.name.clone()))
+                    .entry(key)
                     .or_default()
                     .insert(name.clone());
             }
@@ -148,16 +145,9 @@ impl Index {
 
     fn unindex_network(&mut self, n: &ClusterNetwork) {
         let name = n.name_any();
-        for t in [&n.spec.ingress.external, &n.spec.ingress.internal]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = &t.service {
-                remove_from(
-                    &mut self.tier_services,
-                    &(r.namespace.clone(), r.name.clone()),
-                    &name,
-                );
+        for tier in Tier::ALL {
+            if let Some(key) = n.tier_address_service(tier) {
+                remove_from(&mut self.tier_services, &key, &name);
             }
         }
     }

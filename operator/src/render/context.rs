@@ -270,9 +270,32 @@ impl Context {
                 .filter_map(|a| super::ip::parse_ip(a))
                 .collect();
         }
-        match &t.service {
-            Some(s) => self.load_balancer_ips(&s.namespace, &s.name),
+        match network.tier_address_service(tier) {
+            Some((ns, name)) => self.load_balancer_ips(&ns, &name),
             None => vec![],
         }
+    }
+
+    /// The DNS name a tier's load balancer reports instead of addresses (a cloud LB's
+    /// hostname, Hetzner's `hostname` annotation), when it reports no address.
+    pub fn tier_hostname(&self, network: &ClusterNetwork, tier: Tier) -> Option<String> {
+        let (ns, name) = network.tier_address_service(tier)?;
+        self.load_balancer_hostname(&ns, &name)
+    }
+
+    /// The hostname in a LoadBalancer Service's status, if it has one and no address.
+    pub fn load_balancer_hostname(&self, namespace: &str, name: &str) -> Option<String> {
+        if !self.load_balancer_ips(namespace, name).is_empty() {
+            return None;
+        }
+        self.service(namespace, name)?
+            .status
+            .as_ref()?
+            .load_balancer
+            .as_ref()?
+            .ingress
+            .as_ref()?
+            .iter()
+            .find_map(|i| i.hostname.clone())
     }
 }

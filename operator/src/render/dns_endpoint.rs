@@ -75,7 +75,14 @@ fn route_targets(network: &ClusterNetwork, tier: Tier, ctx: &Context) -> Targets
                 Targets::Addresses(p.addresses.iter().filter_map(|a| ip::parse_ip(a)).collect())
             }
         },
-        None => Targets::Addresses(ctx.tier_addresses(network, tier)),
+        None => {
+            let addrs = ctx.tier_addresses(network, tier);
+            match ctx.tier_hostname(network, tier) {
+                // A load balancer known by name only: its name, not a wait for addresses.
+                Some(name) if addrs.is_empty() => Targets::Name(name),
+                _ => Targets::Addresses(addrs),
+            }
+        }
     }
 }
 
@@ -181,7 +188,13 @@ pub fn dns_endpoint(
         .filter(|t| t.exposure == tier)
         .flat_map(|t| t.hosts.clone())
         .collect();
-    if !tcp_hosts.is_empty() {
+    let lb_name = ctx.load_balancer_hostname(
+        &app.namespace().unwrap_or_default(),
+        &load_balancer_name(app, tier),
+    );
+    if let (false, Some(name)) = (tcp_hosts.is_empty(), &lb_name) {
+        endpoints.extend(cname_records(&tcp_hosts, name, ttl));
+    } else if !tcp_hosts.is_empty() {
         let addrs = lb_addresses(app, tier, ctx);
         if addrs.is_empty() {
             findings.push(Finding::new(

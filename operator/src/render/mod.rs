@@ -177,6 +177,9 @@ pub fn cluster_network(valid: &ValidNetwork<'_>, ctx: &Context) -> Rendered {
     let owner = Owner::of(network);
     let mut out = Rendered::default();
     out.children.extend(pool::pools(network, &owner));
+    for tier in Tier::ALL {
+        out.push(service::tier_load_balancer(network, tier, &owner));
+    }
     out.children
         .extend(bgp::bgp(network, &owner, &mut out.findings));
     out.children

@@ -19,6 +19,12 @@ pub const METALLB_POOL: &str = "metallb.io/address-pool";
 pub const METALLB_IPS: &str = "metallb.io/loadBalancerIPs";
 pub const CILIUM_IPS: &str = "lbipam.cilium.io/ips";
 pub const HETZNER_PROXY_PROTOCOL: &str = "load-balancer.hetzner.cloud/uses-proxyprotocol";
+pub const HETZNER_LOCATION: &str = "load-balancer.hetzner.cloud/location";
+pub const HETZNER_NETWORK_ZONE: &str = "load-balancer.hetzner.cloud/network-zone";
+pub const HETZNER_USE_PRIVATE_IP: &str = "load-balancer.hetzner.cloud/use-private-ip";
+pub const HETZNER_DISABLE_PRIVATE_INGRESS: &str =
+    "load-balancer.hetzner.cloud/disable-private-ingress";
+pub const HETZNER_HOSTNAME: &str = "load-balancer.hetzner.cloud/hostname";
 
 /// Name of the LoadBalancer Service of a tier.
 pub fn load_balancer_name(app: &ExposedApp, tier: Tier) -> String {
@@ -36,10 +42,11 @@ fn service_port(p: &AppPort) -> Value {
     json!({"name": p.name, "port": p.port, "targetPort": target_port(p), "protocol": p.protocol.as_str()})
 }
 
+/// The Services' families: `serviceIPFamilies`, else `ipFamilies` (DNS may publish more
+/// families than the cluster runs, e.g. behind a dual-stack cloud load balancer).
 fn families(network: &ClusterNetwork) -> (Vec<&'static str>, &'static str) {
     let fams: Vec<&'static str> = network
-        .spec
-        .ip_families
+        .service_families()
         .iter()
         .map(|f| f.as_str())
         .collect();
@@ -87,7 +94,6 @@ pub fn load_balancer(
         .find(|t| !t.addresses.is_empty())
         .map(|t| t.addresses.clone())
         .unwrap_or_default();
-    let provider = network.spec.load_balancer.provider;
     // Validation made sure an explicit pool exists; the tier-named pool is the default.
     let pool = first.pool.clone().or_else(|| {
         network
@@ -100,37 +106,13 @@ pub fn load_balancer(
     });
 
     let mut meta = owner.meta(load_balancer_name(app, tier), app.namespace().as_deref());
-    let mut annotations = BTreeMap::new();
-    match provider {
-        LbProvider::MetalLB => {
-            if let Some(pool) = &pool {
-                annotations.insert(METALLB_POOL.to_string(), pool.clone());
-            }
-            if !addresses.is_empty() {
-                annotations.insert(METALLB_IPS.to_string(), addresses.join(","));
-            }
-        }
-        LbProvider::Cilium => {
-            if let Some(pool) = &pool {
-                meta.labels
-                    .get_or_insert_default()
-                    .insert(labels::POOL.to_string(), pool.clone());
-            }
-            if !addresses.is_empty() {
-                annotations.insert(CILIUM_IPS.to_string(), addresses.join(","));
-            }
-        }
-        LbProvider::Hetzner => {
-            annotations.insert(
-                HETZNER_PROXY_PROTOCOL.to_string(),
-                first.proxy_protocol.to_string(),
-            );
-        }
-        LbProvider::None => {}
-    }
-    if !annotations.is_empty() {
-        meta.annotations = Some(annotations);
-    }
+    provider_settings(
+        network,
+        &mut meta,
+        pool.as_deref(),
+        &addresses,
+        first.proxy_protocol,
+    );
     let (ip_families, ip_family_policy) = families(network);
     let mut spec = json!({
         "type": "LoadBalancer",
@@ -139,10 +121,114 @@ pub fn load_balancer(
         "ipFamilies": ip_families,
         "ipFamilyPolicy": ip_family_policy,
     });
-    {
-        spec["ports"] = Value::Array(ports);
-        Some(Child::with_spec(ChildKind::Service, meta, spec))
+    spec["ports"] = Value::Array(ports);
+    Some(Child::with_spec(ChildKind::Service, meta, spec))
+}
+
+/// What the load-balancer provider reads from a LoadBalancer Service: MetalLB's pool and
+/// address annotations, Cilium's pool label and address annotation, Hetzner's PROXY
+/// protocol and `loadBalancer.hetzner` annotations.
+fn provider_settings(
+    network: &ClusterNetwork,
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    pool: Option<&str>,
+    addresses: &[String],
+    proxy_protocol: bool,
+) {
+    let mut annotations = BTreeMap::new();
+    match network.spec.load_balancer.provider {
+        LbProvider::MetalLB => {
+            if let Some(pool) = pool {
+                annotations.insert(METALLB_POOL.to_string(), pool.to_string());
+            }
+            if !addresses.is_empty() {
+                annotations.insert(METALLB_IPS.to_string(), addresses.join(","));
+            }
+        }
+        LbProvider::Cilium => {
+            if let Some(pool) = pool {
+                meta.labels
+                    .get_or_insert_default()
+                    .insert(labels::POOL.to_string(), pool.to_string());
+            }
+            if !addresses.is_empty() {
+                annotations.insert(CILIUM_IPS.to_string(), addresses.join(","));
+            }
+        }
+        LbProvider::Hetzner => {
+            annotations.insert(
+                HETZNER_PROXY_PROTOCOL.to_string(),
+                proxy_protocol.to_string(),
+            );
+            if let Some(h) = &network.spec.load_balancer.hetzner {
+                if let Some(l) = &h.location {
+                    annotations.insert(HETZNER_LOCATION.to_string(), l.clone());
+                }
+                if let Some(z) = &h.network_zone {
+                    annotations.insert(HETZNER_NETWORK_ZONE.to_string(), z.clone());
+                }
+                if h.use_private_ip {
+                    annotations.insert(HETZNER_USE_PRIVATE_IP.to_string(), "true".into());
+                }
+                if h.disable_private_ingress {
+                    annotations.insert(HETZNER_DISABLE_PRIVATE_INGRESS.to_string(), "true".into());
+                }
+            }
+        }
+        LbProvider::None => {}
     }
+    if !annotations.is_empty() {
+        meta.annotations.get_or_insert_default().extend(annotations);
+    }
+}
+
+/// A tier's own LoadBalancer Service `<network>-<tier>` (`ingress.<tier>.loadBalancer`),
+/// owned by the ClusterNetwork, in the tier's namespace, selecting its controller pods.
+pub fn tier_load_balancer(network: &ClusterNetwork, tier: Tier, owner: &Owner) -> Option<Child> {
+    let t = network.spec.ingress.get(tier)?;
+    let lb = t.load_balancer.as_ref()?;
+    let (namespace, name) = network.tier_address_service(tier)?;
+    let selector = t
+        .pod_selector
+        .as_ref()?
+        .match_labels
+        .clone()
+        .unwrap_or_default();
+    let pool = lb.pool.clone().or_else(|| {
+        network
+            .spec
+            .load_balancer
+            .pools
+            .iter()
+            .find(|p| p.name == tier.as_str())
+            .map(|p| p.name.clone())
+    });
+    let mut meta = owner.meta(name, Some(&namespace));
+    provider_settings(
+        network,
+        &mut meta,
+        pool.as_deref(),
+        &lb.addresses,
+        lb.proxy_protocol,
+    );
+    if let Some(h) = &lb.hostname {
+        meta.annotations
+            .get_or_insert_default()
+            .insert(HETZNER_HOSTNAME.to_string(), h.clone());
+    }
+    let (ip_families, ip_family_policy) = families(network);
+    let spec = json!({
+        "type": "LoadBalancer",
+        "selector": selector,
+        "externalTrafficPolicy": lb.external_traffic_policy.as_str(),
+        "ipFamilies": ip_families,
+        "ipFamilyPolicy": ip_family_policy,
+        "ports": [
+            {"name": "http", "port": 80, "targetPort": lb.http_target_port.unwrap_or(80), "protocol": "TCP"},
+            {"name": "https", "port": 443, "targetPort": lb.https_target_port.unwrap_or(443), "protocol": "TCP"},
+        ],
+    });
+    Some(Child::with_spec(ChildKind::Service, meta, spec))
 }
 
 /// An app routing to an existing Service: it must exist (until it does, the routes wait,

@@ -263,78 +263,15 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
             &t.hosts,
             &format!("{field}.hosts"),
         );
-        let provider = net.load_balancer.provider;
-        if t.proxy_protocol && provider != LbProvider::Hetzner {
-            out.push(Finding::stalling(
-                Reason::ProxyProtocolUnsupported,
-                format!("{field}.proxyProtocol"),
-                format!("load-balancer provider {provider:?} of ClusterNetwork {net_name} cannot send PROXY protocol (only Hetzner can)"),
-            ));
-        }
-        let pool = match (&t.pool, provider) {
-            (Some(p), LbProvider::MetalLB | LbProvider::Cilium) => {
-                match net.load_balancer.pools.iter().find(|x| &x.name == p) {
-                    Some(pool) => Some(pool),
-                    None => {
-                        out.push(invalid(
-                            format!("{field}.pool"),
-                            format!("pool {p:?} does not exist in ClusterNetwork {net_name} (spec.loadBalancer.pools)"),
-                        ));
-                        None
-                    }
-                }
-            }
-            (Some(p), other) => {
-                out.push(invalid(
-                    format!("{field}.pool"),
-                    format!("pool {p:?} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {other:?}"),
-                ));
-                None
-            }
-            (None, _) => net
-                .load_balancer
-                .pools
-                .iter()
-                .find(|x| x.name == t.exposure.as_str()),
-        };
-        for (j, a) in t.addresses.iter().enumerate() {
-            let afield = format!("{field}.addresses[{j}]");
-            let Some(addr) = ip::parse_ip(a) else {
-                out.push(invalid(afield, format!("{a:?} is not an IP address")));
-                continue;
-            };
-            if !net.ip_families.contains(&ip::family_of(addr)) {
-                out.push(invalid(
-                    afield.clone(),
-                    format!(
-                        "{a} is not of the network's ipFamilies {:?}",
-                        net.ip_families
-                    ),
-                ));
-            }
-            if matches!(provider, LbProvider::Hetzner | LbProvider::None) {
-                out.push(invalid(
-                    afield.clone(),
-                    format!("requested address {a} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {provider:?}"),
-                ));
-            } else if let Some(pool) = pool {
-                let inside = pool
-                    .addresses
-                    .iter()
-                    .filter_map(|e| ip::parse_pool_entry(e))
-                    .any(|r| r.contains(addr));
-                if !inside {
-                    out.push(invalid(
-                        afield,
-                        format!(
-                            "{a} is outside pool {:?} ({})",
-                            pool.name,
-                            pool.addresses.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
+        check_lb_request(
+            &mut out,
+            network,
+            &field,
+            t.exposure,
+            &t.pool,
+            &t.addresses,
+            t.proxy_protocol,
+        );
         match tcp_style.get(&t.exposure) {
             Some(&first) => {
                 let f = &spec.tcp[first];
@@ -473,6 +410,94 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
     }
 
     out.into_result(ValidApp { app, network })
+}
+
+/// What a LoadBalancer Service asks of the provider (an app's `tcp[]` entry, a tier's own
+/// `loadBalancer`): PROXY protocol only from Hetzner, a pool that exists (MetalLB, Cilium;
+/// default the tier-named one), requested addresses of the network's families inside it.
+fn check_lb_request(
+    out: &mut Findings,
+    network: &ClusterNetwork,
+    field: &str,
+    tier: Tier,
+    pool: &Option<String>,
+    addresses: &[String],
+    proxy_protocol: bool,
+) {
+    let net = &network.spec;
+    let net_name = network.name_any();
+    let provider = net.load_balancer.provider;
+    if proxy_protocol && provider != LbProvider::Hetzner {
+        out.push(Finding::stalling(
+            Reason::ProxyProtocolUnsupported,
+            format!("{field}.proxyProtocol"),
+            format!("load-balancer provider {provider:?} of ClusterNetwork {net_name} cannot send PROXY protocol (only Hetzner can)"),
+        ));
+    }
+    let pool = match (pool, provider) {
+        (Some(p), LbProvider::MetalLB | LbProvider::Cilium) => {
+            match net.load_balancer.pools.iter().find(|x| &x.name == p) {
+                Some(pool) => Some(pool),
+                None => {
+                    out.push(invalid(
+                        format!("{field}.pool"),
+                        format!("pool {p:?} does not exist in ClusterNetwork {net_name} (spec.loadBalancer.pools)"),
+                    ));
+                    None
+                }
+            }
+        }
+        (Some(p), other) => {
+            out.push(invalid(
+                format!("{field}.pool"),
+                format!("pool {p:?} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {other:?}"),
+            ));
+            None
+        }
+        (None, _) => net
+            .load_balancer
+            .pools
+            .iter()
+            .find(|x| x.name == tier.as_str()),
+    };
+    for (j, a) in addresses.iter().enumerate() {
+        let afield = format!("{field}.addresses[{j}]");
+        let Some(addr) = ip::parse_ip(a) else {
+            out.push(invalid(afield, format!("{a:?} is not an IP address")));
+            continue;
+        };
+        if !net.ip_families.contains(&ip::family_of(addr)) {
+            out.push(invalid(
+                afield.clone(),
+                format!(
+                    "{a} is not of the network's ipFamilies {:?}",
+                    net.ip_families
+                ),
+            ));
+        }
+        if matches!(provider, LbProvider::Hetzner | LbProvider::None) {
+            out.push(invalid(
+                afield.clone(),
+                format!("requested address {a} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {provider:?}"),
+            ));
+        } else if let Some(pool) = pool {
+            let inside = pool
+                .addresses
+                .iter()
+                .filter_map(|e| ip::parse_pool_entry(e))
+                .any(|r| r.contains(addr));
+            if !inside {
+                out.push(invalid(
+                    afield,
+                    format!(
+                        "{a} is outside pool {:?} ({})",
+                        pool.name,
+                        pool.addresses.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 fn check_zone(
@@ -655,6 +680,32 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
                     format!(
                         "with provider Cilium every peer needs the same nodeSelector (peer {:?} differs from {:?})",
                         p.name, bgp.peers[0].name
+                    ),
+                ));
+            }
+        }
+    }
+    for tier in Tier::ALL {
+        if let Some(lb) = spec
+            .ingress
+            .get(tier)
+            .and_then(|t| t.load_balancer.as_ref())
+        {
+            let field = format!("spec.ingress.{tier}.loadBalancer");
+            check_lb_request(
+                &mut out,
+                network,
+                &field,
+                tier,
+                &lb.pool,
+                &lb.addresses,
+                lb.proxy_protocol,
+            );
+            if lb.hostname.is_some() && provider != LbProvider::Hetzner {
+                out.push(invalid(
+                    format!("{field}.hostname"),
+                    format!(
+                        "hostname is Hetzner's load-balancer annotation; provider is {provider:?}"
                     ),
                 ));
             }
