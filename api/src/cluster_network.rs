@@ -553,6 +553,12 @@ pub struct DnsZone {
     /// is left out and the app is Stalled with reason `PrivateAddressNotPublished`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_private_addresses: bool,
+    /// Internal zone only: split horizon. The external tier's route hosts that lie in this
+    /// zone get records here too, pointing at the external tier's own addresses (where its
+    /// controller listens, on the LAN), not what `ingress.external.publish` gives the
+    /// internet: LAN clients reach external apps directly (seed 002's router DNS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_external_hosts: bool,
 }
 
 /// Which namespaces may claim hosts under a suffix.

@@ -82,6 +82,14 @@ fn the_demo_ends_with_everything_ready() {
                 .any(|l| l.contains("internal") && l.contains("192.168.0.5")),
         "BIND answers per tier (split horizon): {dig_lines:?}\n{stdout}"
     );
+    // Split horizon (dns.internal.publishExternalHosts): LAN clients resolve the external-only
+    // app2 to the external load balancer's LAN address.
+    assert!(
+        stdout.lines().any(|l| l.contains("internal")
+            && l.contains("app2.k8s.example.com")
+            && l.contains("192.168.0.3")),
+        "internal BIND answers app2 with the external tier's LAN address:\n{stdout}"
+    );
     // Real requests through BIND-resolved names and each tier's Traefik: an https answer
     // from a pod, the http redirect, and the sign-in redirect to the issuer.
     let requests = stdout

@@ -181,6 +181,43 @@ pub fn dns_endpoint(
         }
     }
 
+    // Split horizon: the external tier's hosts in the internal zone, to the external
+    // tier's own (LAN) addresses. Internal records publish any address.
+    let split = tier == Tier::Internal
+        && network
+            .spec
+            .dns
+            .internal
+            .as_ref()
+            .is_some_and(|z| z.publish_external_hosts);
+    if split {
+        let zone = network.spec.dns.zone(Tier::Internal).unwrap_or_default();
+        let internal_hosts: Vec<&String> = routes_on(app, network, Tier::Internal)
+            .iter()
+            .flat_map(|r| r.hosts.iter())
+            .collect();
+        let hosts: Vec<String> = routes_on(app, network, Tier::External)
+            .iter()
+            .flat_map(|r| r.hosts.clone())
+            .filter(|h| ip::host_in_zone(h, zone) && !internal_hosts.contains(&h))
+            .collect();
+        if !hosts.is_empty() {
+            let addrs = ctx.tier_addresses(network, Tier::External);
+            if addrs.is_empty() {
+                findings.push(Finding::new(
+                    Reason::WaitingForAddress,
+                    "spec.routes (tier External, split horizon)",
+                    format!(
+                        "the external ingress tier's address is not known yet (ClusterNetwork {} spec.ingress.external); internal records for {} wait for it",
+                        network.name_any(),
+                        hosts.join(", ")
+                    ),
+                ));
+            }
+            endpoints.extend(records(&hosts, &addrs, network, ttl));
+        }
+    }
+
     let tcp_hosts: Vec<String> = app
         .spec
         .tcp

@@ -729,6 +729,17 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
             }
         }
     }
+    if spec
+        .dns
+        .external
+        .as_ref()
+        .is_some_and(|z| z.publish_external_hosts)
+    {
+        out.push(invalid(
+            "spec.dns.external.publishExternalHosts",
+            "split horizon is set on the internal zone (spec.dns.internal.publishExternalHosts)",
+        ));
+    }
     for (i, a) in spec.attachments.iter().enumerate() {
         if spec.attachments[..i].iter().any(|o| o.name == a.name) {
             out.push(invalid(
