@@ -61,7 +61,7 @@ fn the_demo_ends_with_everything_ready() {
     );
     assert!(
         stdout.contains("assigned by the real MetalLB controller")
-            && stdout.contains("ingress-nginx-controller-external: 192.168.0.3"),
+            && stdout.contains("ingress-nginx/default-external: 192.168.0.3"),
         "MetalLB assigned the requested address:\n{stdout}"
     );
     let dig_lines: Vec<&str> = stdout
