@@ -307,8 +307,9 @@ fn network() -> Value {
     })
 }
 
-/// A simple app: one route on the external tier, no TLS, no DNS: Service, Ingress,
-/// NetworkPolicy. Written as a user would (only these fields), not as the typed struct
+/// A simple app: one route on the external tier, no TLS, no DNS, isolated (so its pods get
+/// the app's NetworkPolicy): Service, Ingress, NetworkPolicy, the shape every earlier run
+/// measured. Written as a user would (only these fields), not as the typed struct
 /// serializes with every default.
 fn app(i: usize, namespaces: usize) -> Value {
     let name = format!("app-{i}");
@@ -318,6 +319,7 @@ fn app(i: usize, namespaces: usize) -> Value {
         "spec": {
             "network": NETWORK,
             "selector": {"app": name},
+            "isolation": "Isolated",
             "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
             "routes": [{"hosts": [format!("{name}.bench.example")], "tls": false}],
             "dns": {"enabled": false},

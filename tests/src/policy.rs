@@ -527,19 +527,7 @@ fn parse_egp(o: &Value) -> Egp {
         .flatten()
         .map(|r| Rule {
             to: r["to"].as_array().cloned().unwrap_or_default(),
-            ports: r["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let port = p["port"].as_i64().unwrap_or_default();
-                    PortRange {
-                        port,
-                        end: p["endPort"].as_i64().unwrap_or(port),
-                        protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
-                    }
-                })
-                .collect(),
+            ports: port_ranges(&r["ports"]),
         })
         .collect();
     Egp {

@@ -611,17 +611,7 @@ async fn a_reference_to_a_service_that_appears_later_resolves_when_it_appears() 
     apply(&client, &svc, false).await.unwrap();
     wait_condition(&apps(&client, &ns), "db", "Ready", "True", None, LONG).await;
     let np = policies.get("db-ingress").await.unwrap();
-    let from = np.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap();
-    assert_eq!(
-        from[0]
-            .pod_selector
-            .as_ref()
-            .unwrap()
-            .match_labels
-            .as_ref()
-            .unwrap()["app"],
-        "restic"
-    );
+    assert_eq!(first_peer_app_label(&np), "restic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -817,6 +807,22 @@ async fn an_app_routes_to_an_existing_service_and_never_writes_it() {
         created.resource_version(),
         "the chart's Service was written"
     );
+}
+
+/// The `app` label of the first ingress rule's first peer's pod selector.
+fn first_peer_app_label(np: &NetworkPolicy) -> String {
+    let from = np.spec.clone().unwrap().ingress.unwrap()[0]
+        .from
+        .clone()
+        .unwrap();
+    from[0]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap()["app"]
+        .clone()
 }
 
 /// The `apiServer` peer's host blocks, as the live NetworkPolicy has them.
@@ -1024,15 +1030,5 @@ async fn isolation_follows_what_the_objects_state() {
     apply(&client, &db, false).await.unwrap();
     converge(&client, &ns, "db").await;
     let np = policies.get("db-ingress").await.unwrap();
-    let from = np.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap();
-    assert_eq!(
-        from[0]
-            .pod_selector
-            .as_ref()
-            .unwrap()
-            .match_labels
-            .as_ref()
-            .unwrap()["app"],
-        "web"
-    );
+    assert_eq!(first_peer_app_label(&np), "web");
 }

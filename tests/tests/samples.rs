@@ -18,6 +18,7 @@ use gatehouse_tests::sets::{
 };
 use gatehouse_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 type Key = (ChildKind, Option<String>, String);
 
 /// What the renderer says the cluster should hold for the set, given the cluster's live
-/// Services (with the addresses we assigned) and Namespaces.
+/// Services (with the addresses we assigned), Namespaces and the API server's EndpointSlices.
 async fn expected_children(client: &Client, set: &std::path::Path) -> Vec<render::Child> {
     let mut inputs = input::load(&[set.to_path_buf()]).expect("sample loads");
     for s in Api::<Service>::all(client.clone())
@@ -43,6 +44,15 @@ async fn expected_children(client: &Client, set: &std::path::Path) -> Vec<render
         .items
     {
         inputs.ctx.add_namespace(n);
+    }
+    // Where the API server listens (the `apiServer` peer).
+    for e in Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        inputs.ctx.add_endpoint_slice(e);
     }
     gatehouse_tests::sets::render_all(&inputs)
 }

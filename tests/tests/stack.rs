@@ -304,6 +304,57 @@ async fn external_dns_publishes_each_tier_into_its_own_bind_and_removes_on_delet
     delete_network(&client, &net).await;
 }
 
+/// What public DNS points to, through the real external-dns into BIND: a tier published by
+/// name (`publish.hostname`, a DynDNS name) gets CNAME records (with external-dns's TXT
+/// registry beside them), and with split horizon (`dns.internal.publishExternalHosts`) LAN
+/// clients resolve the same external host to the external tier's own LAN address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_published_by_name_gets_cnames_and_the_lan_its_own_address() {
+    let (client, ns, net, zone) = setup("cname", |zone| {
+        json!({"ingress": {"external": {"className": "nginx", "addresses": ["192.168.77.3"],
+                                        "publish": {"hostname": format!("home.dyndns.{zone}")}},
+                           "internal": {"className": "nginx-internal", "addresses": ["192.168.77.5"]}},
+               "dns": {"external": {"zone": zone},
+                       "internal": {"zone": zone, "publishExternalHosts": true}}})
+    })
+    .await;
+    let spec = json!({"routes": [{"hosts": [format!("www.{zone}")], "tls": false, "redirectToHttps": false}]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
+    let obj = ready(&client, &ns, "web").await;
+    assert_eq!(
+        condition(&obj, "DNSPublished").map(|c| c.0),
+        Some("True".into())
+    );
+    let www = format!("www.{zone}");
+    let target = format!("home.dyndns.{zone}");
+    wait_dns(
+        "external",
+        &www,
+        "CNAME",
+        std::slice::from_ref(&target),
+        LONG,
+    )
+    .await;
+    wait_dns("internal", &www, "A", &["192.168.77.3".to_string()], LONG).await;
+    // The LAN address never reaches public DNS (an A query finds only the CNAME).
+    let a = dig("external", &www, "A");
+    assert!(a.records.is_empty(), "external A records: {a:?}");
+    println!(
+        "publish by name: external {www} CNAME -> {:?}; internal {www} A -> {:?}",
+        dig("external", &www, "CNAME"),
+        dig("internal", &www, "A")
+    );
+    gatehouse_api(&client, "ExposedApp", Some(&ns))
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_dns("external", &www, "CNAME", &[], LONG).await;
+    wait_dns("internal", &www, "A", &[], LONG).await;
+    delete_network(&client, &net).await;
+}
+
 /// Lines of a tests/stack list file, without comments and blank lines.
 fn stack_list(file: &str) -> Vec<String> {
     std::fs::read_to_string(root().join("tests/stack").join(file))

@@ -94,16 +94,7 @@ pub fn load_balancer(
         .find(|t| !t.addresses.is_empty())
         .map(|t| t.addresses.clone())
         .unwrap_or_default();
-    // Validation made sure an explicit pool exists; the tier-named pool is the default.
-    let pool = first.pool.clone().or_else(|| {
-        network
-            .spec
-            .load_balancer
-            .pools
-            .iter()
-            .find(|p| p.name == tier.as_str())
-            .map(|p| p.name.clone())
-    });
+    let pool = pool_of(network, tier, &first.pool);
 
     let mut meta = owner.meta(load_balancer_name(app, tier), app.namespace().as_deref());
     provider_settings(
@@ -123,6 +114,20 @@ pub fn load_balancer(
     });
     spec["ports"] = Value::Array(ports);
     Some(Child::with_spec(ChildKind::Service, meta, spec))
+}
+
+/// The pool a LoadBalancer Service of `tier` takes: the one it names (validation made sure
+/// it exists), else the pool named like the tier, if there is one.
+fn pool_of(network: &ClusterNetwork, tier: Tier, named: &Option<String>) -> Option<String> {
+    named.clone().or_else(|| {
+        network
+            .spec
+            .load_balancer
+            .pools
+            .iter()
+            .find(|p| p.name == tier.as_str())
+            .map(|p| p.name.clone())
+    })
 }
 
 /// What the load-balancer provider reads from a LoadBalancer Service: MetalLB's pool and
@@ -194,15 +199,7 @@ pub fn tier_load_balancer(network: &ClusterNetwork, tier: Tier, owner: &Owner) -
         .match_labels
         .clone()
         .unwrap_or_default();
-    let pool = lb.pool.clone().or_else(|| {
-        network
-            .spec
-            .load_balancer
-            .pools
-            .iter()
-            .find(|p| p.name == tier.as_str())
-            .map(|p| p.name.clone())
-    });
+    let pool = pool_of(network, tier, &lb.pool);
     let mut meta = owner.meta(name, Some(&namespace));
     provider_settings(
         network,
