@@ -347,11 +347,11 @@ pub struct TierLoadBalancer {
     pub external_traffic_policy: TrafficPolicy,
     /// The controller pods' port for http (default 80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::optional_port_number")]
+    #[schemars(schema_with = "crate::schema::port_number")]
     pub http_target_port: Option<i32>,
     /// The controller pods' port for https (default 443).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::optional_port_number")]
+    #[schemars(schema_with = "crate::schema::port_number")]
     pub https_target_port: Option<i32>,
     /// Hetzner: the load balancer's DNS name (`load-balancer.hetzner.cloud/hostname`),
     /// reported in its status instead of its addresses, which lets PROXY-protocol traffic

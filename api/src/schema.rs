@@ -60,10 +60,6 @@ pub fn asn(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 4294967295u32})
 }
 
-pub fn optional_port_number(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535})
-}
-
 pub fn port_number(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535})
 }

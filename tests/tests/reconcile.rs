@@ -880,13 +880,7 @@ async fn the_api_server_peer_follows_the_kubernetes_endpoint_slices() {
                 .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
                 .flat_map(|e| e.addresses.clone()),
         )
-        .map(|a| {
-            if a.contains(':') {
-                format!("{a}/128")
-            } else {
-                format!("{a}/32")
-            }
-        })
+        .map(|a| gatehouse_operator::render::ip::host_cidr(a.parse().unwrap()))
         .collect();
     want.sort();
     let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);

@@ -52,6 +52,18 @@ async fn ready(client: &Client, ns: &str, name: &str) -> DynamicObject {
     .await
 }
 
+/// Applies app `web` with `spec` and waits until it is Ready with its DNS published.
+async fn apply_published(client: &Client, ns: &str, net: &str, spec: Value) {
+    apply(client, &app(ns, "web", net, spec), false)
+        .await
+        .unwrap();
+    let obj = ready(client, ns, "web").await;
+    assert_eq!(
+        condition(&obj, "DNSPublished").map(|c| c.0),
+        Some("True".into())
+    );
+}
+
 async fn delete_network(client: &Client, net: &str) {
     let _ = gatehouse_api(client, "ClusterNetwork", None)
         .delete(net, &DeleteParams::default())
@@ -261,14 +273,7 @@ async fn external_dns_publishes_each_tier_into_its_own_bind_and_removes_on_delet
         {"hosts": [format!("www.{zone}")], "exposure": "Both", "tls": false, "redirectToHttps": false},
         {"hosts": [format!("admin.{zone}")], "exposure": "Internal", "tls": false, "redirectToHttps": false},
     ]});
-    apply(&client, &app(&ns, "web", &net, spec), false)
-        .await
-        .unwrap();
-    let obj = ready(&client, &ns, "web").await;
-    assert_eq!(
-        condition(&obj, "DNSPublished").map(|c| c.0),
-        Some("True".into())
-    );
+    apply_published(&client, &ns, &net, spec).await;
     let www = format!("www.{zone}");
     let admin = format!("admin.{zone}");
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -319,14 +324,7 @@ async fn a_tier_published_by_name_gets_cnames_and_the_lan_its_own_address() {
     })
     .await;
     let spec = json!({"routes": [{"hosts": [format!("www.{zone}")], "tls": false, "redirectToHttps": false}]});
-    apply(&client, &app(&ns, "web", &net, spec), false)
-        .await
-        .unwrap();
-    let obj = ready(&client, &ns, "web").await;
-    assert_eq!(
-        condition(&obj, "DNSPublished").map(|c| c.0),
-        Some("True".into())
-    );
+    apply_published(&client, &ns, &net, spec).await;
     let www = format!("www.{zone}");
     let target = format!("home.dyndns.{zone}");
     wait_dns(

@@ -225,11 +225,16 @@ pub fn dns_endpoint(
         .filter(|t| t.exposure == tier)
         .flat_map(|t| t.hosts.clone())
         .collect();
-    let lb_name = ctx.load_balancer_hostname(
-        &app.namespace().unwrap_or_default(),
-        &load_balancer_name(app, tier),
-    );
-    if let (false, Some(name)) = (tcp_hosts.is_empty(), &lb_name) {
+    // Looked up only for apps with tcp hosts on this tier (every render passes here).
+    let lb_name = (!tcp_hosts.is_empty())
+        .then(|| {
+            ctx.load_balancer_hostname(
+                &app.namespace().unwrap_or_default(),
+                &load_balancer_name(app, tier),
+            )
+        })
+        .flatten();
+    if let Some(name) = &lb_name {
         endpoints.extend(cname_records(&tcp_hosts, name, ttl));
     } else if !tcp_hosts.is_empty() {
         let addrs = lb_addresses(app, tier, ctx);
