@@ -358,7 +358,9 @@ start_oidc() {
 # controller traefik.io/ingress-controller, kubernetesingressnginx for classes of controller
 # k8s.io/ingress-nginx-<tier> (one controller value per tier, as two ingress-nginx releases
 # in one cluster have; the NGINX provider selects classes by controller value), kubernetescrd
-# for the Middlewares. Entry points web and websecure on ports 80 and 443 of a loopback
+# for the Middlewares, kubernetesgateway for the Gateways of the GatewayClasses labelled
+# gatehouse.dev/test-tier=<tier> (controller traefik.io/gateway-controller; a Gateway
+# listener binds the entry point of its port: 80 web, 443 websecure). Entry points web and websecure on ports 80 and 443 of a loopback
 # address of the tier's own (TRAEFIK_<TIER>_ADDR, default 127.0.0.21 / 127.0.0.22), so
 # redirects and the sign-in flow keep their default ports; websecure has no TLS of its own
 # (as in seed 001): routers get TLS from the Ingresses. Server-side calls (forward auth to
@@ -410,7 +412,9 @@ start_traefik() {
 				--providers.kubernetesingressnginx=true \
 				--providers.kubernetesingressnginx.controllerClass="k8s.io/ingress-nginx-$tier" \
 				--providers.kubernetesingressnginx.ingressClass="$class" \
-				--providers.kubernetescrd=true
+				--providers.kubernetescrd=true \
+				--providers.kubernetesgateway=true \
+				--providers.kubernetesgateway.labelselector="gatehouse.dev/test-tier=$tier"
 			env_set "TRAEFIK_${tier^^}_PING_PORT" "$ping"
 			env_set "TRAEFIK_${tier^^}_SIGNATURE" "$sig"
 		fi

@@ -264,6 +264,9 @@ impl IngressTiers {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.className) != has(self.gateway)", "message": "set exactly one of className (Ingress) or gateway (Gateway API)"},
+    {"rule": "!has(self.gateway) || !has(self.implementation)", "message": "implementation applies to Ingress tiers only (a Gateway tier is served by its Gateway's implementation, named by controller)", "fieldPath": ".implementation"},
+    {"rule": "!has(self.gateway) || !has(self.entryPoints)", "message": "entryPoints applies to Ingress tiers only (a Gateway tier's entry points are its Gateway's listeners)", "fieldPath": ".entryPoints"},
     {"rule": "!(has(self.addresses) && size(self.addresses) > 0 && has(self.service))", "message": "set either addresses or service, not both"},
     {"rule": "!has(self.implementation) || self.controller == 'Nginx' || self.implementation == 'Traefik'", "message": "implementation IngressNginx needs controller Nginx (a Traefik tier is served by Traefik)"},
     {"rule": "!has(self.entryPoints) || self.controller == 'Traefik'", "message": "entryPoints needs controller Traefik", "fieldPath": ".entryPoints"},
@@ -271,9 +274,17 @@ impl IngressTiers {
     {"rule": "!has(self.loadBalancer) || (has(self.namespace) && has(self.podSelector) && has(self.podSelector.matchLabels) && !has(self.podSelector.matchExpressions))", "message": "loadBalancer needs namespace and a podSelector of matchLabels only (they become the Service's namespace and selector)", "fieldPath": ".loadBalancer"}
 ]))]
 pub struct IngressTier {
-    /// IngressClass name of the tier's controller, e.g. `nginx-external`.
+    /// IngressClass name of the tier's controller, e.g. `nginx-external`: the tier's routes
+    /// become Ingresses. Exactly one of `className` and `gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub class_name: String,
+    pub class_name: Option<String>,
+    /// The Gateway (Gateway API) that serves this tier instead of an IngressClass: the
+    /// tier's routes become HTTPRoutes attached to it, and each app's TLS hosts get
+    /// listeners of their own in it (see `TierGateway`). Exactly one of `className` and
+    /// `gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<TierGateway>,
     /// `Nginx` (default) or `Traefik`: decides how redirect and auth are expressed
     /// (annotations or Traefik Middlewares).
     #[serde(default)]
@@ -322,6 +333,40 @@ pub struct IngressTier {
     /// supplies the tier's addresses (instead of `service` or `addresses`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<TierLoadBalancer>,
+}
+
+/// A Gateway tier (see `IngressTier::gateway`). The Gateway is the platform's: Gatehouse
+/// never creates, owns or deletes it. It adds to it, by server-side apply under a field
+/// manager of each app's own, one HTTPS listener per TLS host of the app (named
+/// `<namespace>.<app>.<n>`, on `httpsPort`, carrying the app's certificate, admitting
+/// HTTPRoutes of the app's namespace only) and removes them again when the app no longer
+/// needs them or is deleted. Plain-http routes and the http->https redirect attach to the
+/// Gateway's own `httpListener`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TierGateway {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the Gateway.
+    #[schemars(schema_with = "crate::schema::label_name")]
+    pub namespace: String,
+    /// The Gateway's plain-http listener (its `sectionName`): the redirect to https and
+    /// routes without TLS attach to it. Its `allowedRoutes` must admit the apps'
+    /// namespaces (the routes' status says so when it does not).
+    #[schemars(length(min = 1, max = 253))]
+    pub http_listener: String,
+    /// Port of the HTTPS listeners Gatehouse adds for the apps' TLS hosts (default 443).
+    /// Traefik serves a listener on the entry point of the same port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::port_number")]
+    pub https_port: Option<i32>,
+}
+
+impl TierGateway {
+    pub fn https_port(&self) -> i32 {
+        self.https_port.unwrap_or(443)
+    }
 }
 
 /// The tier's own LoadBalancer Service (see `IngressTier::load_balancer`): ports `http` 80

@@ -140,6 +140,9 @@ pub enum Reason {
     BgpPeerMissing,
     /// An `fqdn` peer needs `policy.engine: Cilium`.
     FqdnUnsupported,
+    /// `auth: OAuth2` on a Gateway tier whose implementation Gatehouse has no auth filter
+    /// for (only Traefik's forwardAuth Middleware).
+    AuthUnsupported,
     /// An `app` or `service` peer does not exist (yet).
     ReferenceNotFound,
     /// A child's CRD is not installed in the cluster.
@@ -158,7 +161,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Ready,
         Reason::Progressing,
         Reason::InvalidSpec,
@@ -169,6 +172,7 @@ impl Reason {
         Reason::ProxyProtocolUnsupported,
         Reason::BgpPeerMissing,
         Reason::FqdnUnsupported,
+        Reason::AuthUnsupported,
         Reason::ReferenceNotFound,
         Reason::KindNotInstalled,
         Reason::PrivateAddressNotPublished,
@@ -191,6 +195,7 @@ impl Reason {
             Reason::ProxyProtocolUnsupported => "ProxyProtocolUnsupported",
             Reason::BgpPeerMissing => "BGPPeerMissing",
             Reason::FqdnUnsupported => "FQDNUnsupported",
+            Reason::AuthUnsupported => "AuthUnsupported",
             Reason::ReferenceNotFound => "ReferenceNotFound",
             Reason::KindNotInstalled => "KindNotInstalled",
             Reason::PrivateAddressNotPublished => "PrivateAddressNotPublished",

@@ -136,6 +136,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             print!("{}", render_cmd::format(&out.children, output));
+            if output == render_cmd::Format::Yaml {
+                print!("{}", render_cmd::format_listeners(&out.listeners));
+            }
             ExitCode::SUCCESS
         }
     }

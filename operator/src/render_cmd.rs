@@ -16,6 +16,8 @@ pub enum Format {
 /// Result of rendering all inputs: the children, the errors (each a full line) and notes.
 pub struct Output {
     pub children: Vec<Child>,
+    /// What apps add to the platform's Gateways (not children: see [`format_listeners`]).
+    pub listeners: Vec<render::gateway::GatewayListeners>,
     pub errors: Vec<String>,
     pub notes: Vec<String>,
 }
@@ -44,6 +46,7 @@ pub fn render_paths(paths: &[PathBuf]) -> Output {
         Err(errors) => {
             return Output {
                 children: vec![],
+                listeners: vec![],
                 errors,
                 notes: vec![],
             };
@@ -51,10 +54,12 @@ pub fn render_paths(paths: &[PathBuf]) -> Output {
     };
     let ctx = &inputs.ctx;
     let (mut children, mut errors, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut listeners = Vec::new();
     let mut take = |origin: &Origin, result: Result<render::Rendered, Findings>| match result {
         Ok(r) => {
             report(origin, &r.findings, &mut errors, &mut notes, false);
             children.extend(r.children);
+            listeners.extend(r.listeners);
         }
         Err(f) => report(origin, &f, &mut errors, &mut notes, true),
     };
@@ -70,9 +75,31 @@ pub fn render_paths(paths: &[PathBuf]) -> Output {
     children.sort_by(Child::order);
     Output {
         children,
+        listeners,
         errors,
         notes,
     }
+}
+
+/// The apps' listeners in the platform's Gateways, as YAML comments after the children: the
+/// operator applies each set under the app's own field manager, merging into the Gateway.
+/// Commented out on purpose: applied as a plain manifest (`kubectl apply` without
+/// server-side apply replaces the whole list) it would remove the Gateway's own listeners.
+pub fn format_listeners(listeners: &[render::gateway::GatewayListeners]) -> String {
+    let mut out = String::new();
+    for l in listeners {
+        out.push_str(&format!(
+            "# --- listeners of field manager {} in Gateway {}/{} ({} tier), merged by server-side apply:\n",
+            l.manager, l.namespace, l.gateway, l.tier
+        ));
+        for line in serde_yaml::to_string(&l.apply_body())
+            .unwrap_or_default()
+            .lines()
+        {
+            out.push_str(&format!("# {line}\n"));
+        }
+    }
+    out
 }
 
 pub fn format(children: &[Child], format: Format) -> String {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gatehouse_operator::render_cmd::{Format, format, render_paths};
+use gatehouse_operator::render_cmd::{Format, format, format_listeners, render_paths};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,6 +36,7 @@ fn check(input: &Path, expected: &Path) -> Result<(), String> {
         actual.push_str(&format!("# note: {note}\n"));
     }
     actual.push_str(&format(&out.children, Format::Yaml));
+    actual.push_str(&format_listeners(&out.listeners));
     if updating() {
         std::fs::write(expected, &actual).unwrap();
         return Ok(());

@@ -42,7 +42,10 @@ pub fn tiers(objects: &[Value]) -> Vec<(String, String, String)> {
         .iter()
         .filter_map(|t| {
             let def = &net["spec"]["ingress"][*t];
-            let class = def["className"].as_str()?;
+            // A Gateway tier has no IngressClass: "" (see gateway_classes).
+            let class = def["className"]
+                .as_str()
+                .or(def["gateway"].is_object().then_some(""))?;
             let controller = def["controller"].as_str().unwrap_or("Nginx");
             Some((t.to_string(), class.to_string(), controller.to_string()))
         })
@@ -54,6 +57,7 @@ pub fn tiers(objects: &[Value]) -> Vec<(String, String, String)> {
 pub fn ingress_classes(objects: &[Value]) -> Vec<Value> {
     tiers(objects)
         .into_iter()
+        .filter(|(_, class, _)| !class.is_empty())
         .map(|(tier, class, controller)| {
             json!({
                 "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
@@ -62,6 +66,36 @@ pub fn ingress_classes(objects: &[Value]) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// The GatewayClasses of the set's Gateway tiers (the platform creates them with its
+/// Traefiks): the class each tier's Gateway names, controller traefik.io/gateway-controller,
+/// labelled with the tier so that tier's Traefik serves it (stack-up.sh's labelSelector).
+pub fn gateway_classes(objects: &[Value]) -> Vec<Value> {
+    let Some(net) = network(objects) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for t in TIERS {
+        let gw = &net["spec"]["ingress"][t]["gateway"];
+        let Some(class) = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "Gateway"
+                    && o["metadata"]["name"] == gw["name"]
+                    && o["metadata"]["namespace"] == gw["namespace"]
+            })
+            .and_then(|g| g["spec"]["gatewayClassName"].as_str())
+        else {
+            continue;
+        };
+        out.push(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": class, "labels": {"gatehouse.dev/test-tier": t}},
+            "spec": {"controllerName": "traefik.io/gateway-controller"},
+        }));
+    }
+    out
 }
 
 /// The loopback address a tier's Traefik listens on (ports 80 and 443).
@@ -160,7 +194,7 @@ pub fn start_traefik(objects: &[Value]) {
     cmd.arg("traefik")
         .env("CLUSTER_DIR", crate::cluster_dir())
         .env("TRAEFIK_HOSTS_FILE", &hosts);
-    for (tier, class, _) in tiers(objects) {
+    for (tier, class, _) in tiers(objects).into_iter().filter(|t| !t.1.is_empty()) {
         cmd.env(format!("TRAEFIK_{}_CLASS", tier.to_uppercase()), class);
     }
     let out = cmd.output().expect("hack/stack-up.sh runs");
@@ -356,4 +390,18 @@ pub fn first_pem(text: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Deletes the GatewayClasses `gateway_classes` made (cluster-scoped: not deleted with the
+/// set's namespaces).
+pub async fn delete_gateway_classes(client: &kube::Client, classes: &[Value]) {
+    for c in classes {
+        let api = crate::api_for(client, c).await;
+        let _ = api
+            .delete(
+                c["metadata"]["name"].as_str().unwrap_or_default(),
+                &kube::api::DeleteParams::default(),
+            )
+            .await;
+    }
 }

@@ -114,6 +114,34 @@ async fn every_rendered_child_of_the_samples_is_accepted() {
                 });
             count += 1;
         }
+        // What apps add to the platform's Gateways: the set's Gateways exist, and each app's
+        // listeners merge into them (server-side apply under the app's field manager, as
+        // the operator sends it; dry run).
+        for gw in sample_objects(&set).iter().filter(|o| o["kind"] == "Gateway") {
+            apply(&client, gw, false).await.unwrap();
+        }
+        for l in &out.listeners {
+            let ar = kube::api::ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+                "gateways",
+            );
+            let api: kube::Api<kube::api::DynamicObject> =
+                kube::Api::namespaced_with(client.clone(), &l.namespace, &ar);
+            let mut pp = kube::api::PatchParams::apply(&l.manager);
+            pp.dry_run = true;
+            api.patch(&l.gateway, &pp, &kube::api::Patch::Apply(l.apply_body()))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: listeners of {} into Gateway {}/{} rejected: {e}",
+                        set.display(),
+                        l.manager,
+                        l.namespace,
+                        l.gateway
+                    )
+                });
+            count += 1;
+        }
     }
     assert!(count >= 50, "only {count} rendered children");
 }

@@ -519,7 +519,8 @@ async fn every_set_serves_https_from_its_pods_through_real_traefik() {
         let _metallb_paused = played.as_ref().map(|_| pause("metallb"));
         apply_set(&client, &name, &objects).await;
         let classes = datapath::ingress_classes(&objects);
-        for c in &classes {
+        let gateway_classes = datapath::gateway_classes(&objects);
+        for c in classes.iter().chain(&gateway_classes) {
             apply(&client, c, false).await.unwrap();
         }
         let workloads = workloads_with(&objects, Some(&sign_in));
@@ -601,6 +602,7 @@ async fn every_set_serves_https_from_its_pods_through_real_traefik() {
                 )
                 .await;
         }
+        datapath::delete_gateway_classes(&client, &gateway_classes).await;
     }
     println!("{}", summary.join("\n"));
     op.stop();

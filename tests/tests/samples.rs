@@ -2,7 +2,8 @@
 //! Ready because the real controllers made it so: cert-manager issued each certificate (read
 //! back with openssl, chained to the stack's CA), MetalLB assigned each address, external-dns
 //! published each record into the tier's BIND server (read back with dig). Only Hetzner's
-//! cloud load balancer and Cilium's LB-IPAM are played. The operator then keeps its hands
+//! cloud load balancer and Cilium's LB-IPAM are played; a set with Gateway tiers is served by
+//! the real Traefik of each tier (its Gateway provider reports listeners and routes). The operator then keeps its hands
 //! still: an idle window and a restart cause zero mutating requests (counted in the
 //! operator's own client), and a new ExposedApp without DNS records costs its children and
 //! one status write. Sets run one after another: they reuse names.
@@ -222,6 +223,15 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         });
         apply_set(&client, &name, &objects).await;
         let namespaces = namespaces_of(&objects);
+        // Gateway tiers: the real Traefik of each tier reconciles the set's Gateways (the
+        // apps' listeners and routes are Ready only when it reports them so).
+        let gateway_classes = gatehouse_tests::datapath::gateway_classes(&objects);
+        for c in &gateway_classes {
+            apply(&client, c, false).await.unwrap();
+        }
+        if !gateway_classes.is_empty() {
+            gatehouse_tests::datapath::start_traefik(&objects);
+        }
 
         // Converge on the real controllers (playing only the load balancers above).
         let converged = converge(&client, &name, &owners, &namespaces, played.is_some()).await;
@@ -319,6 +329,7 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             real.summary
         ));
         delete_set(&client, &objects).await;
+        gatehouse_tests::datapath::delete_gateway_classes(&client, &gateway_classes).await;
         // external-dns removed every record of the set from BIND.
         for (tier, host, rtype) in &real.records {
             wait_dns(tier, host, rtype, &[], Duration::from_secs(30)).await;

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::status::{self, Assessment};
-use super::{RESYNC, Shared, apply, readiness, steps};
+use super::{RESYNC, Shared, apply, listeners, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, ChildKind, Owner};
 
@@ -39,7 +39,7 @@ async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         .finalizers()
         .iter()
         .any(|f| f == gatehouse_api::labels::FINALIZER);
-    if !has_finalizer && !publishes_dns(&app) {
+    if !has_finalizer && !needs_teardown(&app, &ctx) {
         if app.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
@@ -59,6 +59,22 @@ async fn reconcile_once(app: Arc<ExposedApp>, ctx: Shared) -> Result<Action> {
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     })
+}
+
+/// Whether the app's deletion needs steps of its own: DNS records that must go first, or
+/// listeners in a Gateway (not ours, so garbage collection does not remove them): a TLS
+/// route while the network has a Gateway tier. Once added, the finalizer stays until the
+/// deletion (an app whose network stops using Gateways may still have listeners in one).
+pub fn needs_teardown(app: &ExposedApp, ctx: &Shared) -> bool {
+    publishes_dns(app)
+        || (app.spec.routes.iter().any(|r| r.tls)
+            && steps::snapshot(ctx, |c| {
+                c.network(&app.spec.network).is_some_and(|n| {
+                    gatehouse_api::Tier::ALL
+                        .iter()
+                        .any(|t| crate::render::gateway::tier_gateway(n, *t).is_some())
+                })
+            }))
 }
 
 /// Whether the app may have DNS records (the only children that must go first): DNS on,
@@ -90,6 +106,10 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
             let children = steps::servable(rendered.children, ctx, &mut findings);
             let plan = steps::plan(&owner, &children, ctx);
             let outcomes = apply::execute(ctx, plan).await?;
+            let namespace = app.namespace().unwrap_or_default();
+            let gateways =
+                listeners::execute(ctx, &namespace, &app.name_any(), &rendered.listeners, &mut findings)
+                    .await?;
             let ready = steps::readiness(&outcomes, ctx);
             let details = readiness::app_details(
                 !app.spec.tcp.is_empty(),
@@ -100,7 +120,10 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
             a = Assessment {
                 findings,
                 conflicts: steps::conflicts(&outcomes),
-                resources: readiness::resources(&owner, &ready),
+                resources: readiness::resources(&owner, &ready)
+                    .into_iter()
+                    .chain(gateways)
+                    .collect(),
                 certificate: details.certificate,
                 address: details.address,
                 dns: details.dns,
@@ -227,6 +250,10 @@ async fn teardown_dns_first(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
                 }
             }
         }
+    }
+    if pending.is_empty() {
+        // Routes go with garbage collection; the listeners they attached to go now.
+        listeners::release_all(ctx, &ns, &app.name_any()).await?;
     }
     if !pending.is_empty() {
         return Err(Error::DnsTeardownPending(format!(

@@ -103,6 +103,9 @@ pub struct Index {
     children: HashMap<OwnerKey, BTreeSet<ChildKey>>,
     /// child -> owner, to move or drop a child's entry when its labels change or it goes.
     owner_of_child: HashMap<ChildKey, OwnerKey>,
+    /// Gateway (namespace, name) -> the apps whose listeners it held when last seen (read
+    /// back from the listener names, render::gateway::listener_owner).
+    gateway_listeners: HashMap<Key, BTreeSet<Key>>,
 }
 
 fn remove_from<K: std::hash::Hash + Eq, V: Ord>(map: &mut HashMap<K, BTreeSet<V>>, k: &K, v: &V) {
@@ -115,6 +118,40 @@ fn remove_from<K: std::hash::Hash + Eq, V: Ord>(map: &mut HashMap<K, BTreeSet<V>
 }
 
 impl Index {
+    // --- Gateways (the platform's; apps add listeners to them) -----------------------
+
+    /// Records which apps' listeners a Gateway holds now (`None`: it went); returns the apps
+    /// it held before, or None when it was not known.
+    pub fn upsert_gateway(&mut self, key: Key, apps: Option<BTreeSet<Key>>) -> Option<BTreeSet<Key>> {
+        match apps {
+            Some(a) => self.gateway_listeners.insert(key, a),
+            None => self.gateway_listeners.remove(&key),
+        }
+    }
+
+    /// Drops Gateways a relist no longer holds.
+    pub fn retain_gateways(&mut self, exists: impl FnMut(&Key, &mut BTreeSet<Key>) -> bool) {
+        self.gateway_listeners.retain(exists);
+    }
+
+    /// The networks with a tier served by this Gateway.
+    pub fn networks_of_gateway(&self, namespace: &str, name: &str) -> Vec<String> {
+        self.ctx
+            .networks
+            .iter()
+            .filter(|(_, n)| {
+                Tier::ALL.iter().any(|t| {
+                    n.spec
+                        .ingress
+                        .get(*t)
+                        .and_then(|t| t.gateway.as_ref())
+                        .is_some_and(|g| g.namespace == namespace && g.name == name)
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     // --- ClusterNetworks -----------------------------------------------------------
 
     /// Adds or replaces a network; returns the one it replaced.

@@ -10,6 +10,7 @@ pub mod cluster_network;
 pub mod egress_policy;
 pub mod exposed_app;
 pub mod index;
+pub mod listeners;
 pub mod plan;
 pub mod readiness;
 pub mod servers;

@@ -68,16 +68,7 @@ pub enum Outcome {
     Conflict(String),
 }
 
-/// FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`, so an operator
-/// upgrade does not rewrite every child.
-pub fn stable_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
+pub use crate::render::child::stable_hash;
 
 /// The object as applied: the child with its desired-hash annotation.
 pub fn applied_body(child: &Child, hash: &str) -> Value {

@@ -35,6 +35,17 @@ pub enum Wait {
     CertificateNotReady { reason: String, message: String },
     /// A DNSEndpoint external-dns has not read at its current generation.
     DnsNotPublished,
+    /// An HTTPRoute the Gateway's implementation has not reported on for this parent
+    /// (listener) at the route's current generation.
+    RouteNotReported { parent: String },
+    /// An HTTPRoute a parent did not accept, or whose references it could not resolve:
+    /// the condition, with the implementation's reason and message.
+    RouteNotAccepted {
+        parent: String,
+        condition: String,
+        reason: String,
+        message: String,
+    },
 }
 
 impl Wait {
@@ -48,6 +59,15 @@ impl Wait {
             Wait::Reissuing => "reissuing for the changed spec".into(),
             Wait::CertificateNotReady { reason, message } => format!("{reason}: {message}"),
             Wait::DnsNotPublished => "not published by external-dns yet".into(),
+            Wait::RouteNotReported { parent } => {
+                format!("not reported by the Gateway yet for {parent}")
+            }
+            Wait::RouteNotAccepted {
+                parent,
+                condition,
+                reason,
+                message,
+            } => format!("{parent}: {condition} {reason}: {message}"),
         }
     }
 }
@@ -124,6 +144,7 @@ pub fn of(child: &Child, seen: Seen<'_>) -> Readiness {
                 None => waiting(Wait::NotIssued),
             }
         }
+        ChildKind::HttpRoute => route_readiness(child, live),
         ChildKind::DnsEndpoint => {
             let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
             let observed = live["status"]["observedGeneration"].as_i64();
@@ -135,6 +156,56 @@ pub fn of(child: &Child, seen: Seen<'_>) -> Readiness {
         }
         _ => Readiness::Ready,
     }
+}
+
+/// An HTTPRoute is ready when each parent (listener) it names reports it Accepted with its
+/// references resolved, for the route's current generation. The status entry of a parent
+/// matches its parentRef (Gateway name, namespace defaulting to the route's, sectionName).
+fn route_readiness(child: &Child, live: &Value) -> Readiness {
+    let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
+    let route_ns = child.namespace().unwrap_or_default();
+    let statuses = live["status"]["parents"].as_array();
+    for want in child.object["spec"]["parentRefs"].as_array().into_iter().flatten() {
+        let ns_of = |r: &Value| r["namespace"].as_str().unwrap_or(route_ns).to_string();
+        let parent = format!(
+            "Gateway {}/{} listener {}",
+            ns_of(want),
+            want["name"].as_str().unwrap_or_default(),
+            want["sectionName"].as_str().unwrap_or("*")
+        );
+        let st = statuses.and_then(|s| {
+            s.iter().find(|p| {
+                let r = &p["parentRef"];
+                r["name"] == want["name"]
+                    && ns_of(r) == ns_of(want)
+                    && r["sectionName"] == want["sectionName"]
+            })
+        });
+        let Some(st) = st else {
+            return Readiness::Waiting(Wait::RouteNotReported { parent });
+        };
+        for t in ["Accepted", "ResolvedRefs"] {
+            let c = st["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == t));
+            match c {
+                Some(c) if c["observedGeneration"].as_i64().is_some_and(|o| o < generation) => {
+                    return Readiness::Waiting(Wait::RouteNotReported { parent });
+                }
+                Some(c) if c["status"] == "True" => {}
+                Some(c) => {
+                    return Readiness::Waiting(Wait::RouteNotAccepted {
+                        parent,
+                        condition: t.to_string(),
+                        reason: c["reason"].as_str().unwrap_or_default().to_string(),
+                        message: c["message"].as_str().unwrap_or_default().to_string(),
+                    });
+                }
+                None => return Readiness::Waiting(Wait::RouteNotReported { parent }),
+            }
+        }
+    }
+    Readiness::Ready
 }
 
 /// One desired child that was not a conflict, with its readiness.
@@ -365,6 +436,52 @@ mod tests {
         assert_eq!(of(&plain, Seen::Absent), Readiness::Ready);
         let ingress = child(ChildKind::Ingress, "web-external", json!({}));
         assert_eq!(of(&ingress, Seen::Exists), Readiness::Ready);
+    }
+
+    #[test]
+    fn an_http_route_is_ready_once_every_parent_accepted_it_for_its_generation() {
+        let route = child(
+            ChildKind::HttpRoute,
+            "web-external",
+            json!({"parentRefs": [
+                {"name": "public", "namespace": "gw", "sectionName": "shop.web.0"},
+                {"name": "public", "namespace": "gw", "sectionName": "http"},
+            ]}),
+        );
+        let cond = |t: &str, s: &str, g: i64| json!({"type": t, "status": s, "reason": if s == "True" { t } else { "NotAllowedByListeners" }, "message": "m", "observedGeneration": g});
+        let parent = |section: &str, accepted: &str, g: i64| json!({
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gw", "sectionName": section},
+            "controllerName": "traefik.io/gateway-controller",
+            "conditions": [cond("Accepted", accepted, g), cond("ResolvedRefs", "True", g)],
+        });
+        let live = |parents: Vec<Value>| json!({"metadata": {"generation": 2}, "status": {"parents": parents}});
+        assert_eq!(
+            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2), parent("http", "True", 2)]))),
+            Readiness::Ready
+        );
+        assert_eq!(
+            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2), parent("http", "False", 2)]))),
+            Readiness::Waiting(Wait::RouteNotAccepted {
+                parent: "Gateway gw/public listener http".into(),
+                condition: "Accepted".into(),
+                reason: "NotAllowedByListeners".into(),
+                message: "m".into(),
+            })
+        );
+        assert_eq!(
+            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 1), parent("http", "True", 2)]))),
+            Readiness::Waiting(Wait::RouteNotReported {
+                parent: "Gateway gw/public listener shop.web.0".into()
+            }),
+            "judged for an older generation"
+        );
+        assert_eq!(
+            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2)]))),
+            Readiness::Waiting(Wait::RouteNotReported {
+                parent: "Gateway gw/public listener http".into()
+            })
+        );
+        assert_eq!(of(&route, Seen::Absent), Readiness::Waiting(Wait::JustWritten));
     }
 
     #[test]

@@ -34,8 +34,12 @@ pub struct Stores {
     /// Metadata-only caches of every object of each child kind (ours or not; Services are
     /// in `services`): absent here means absent from the cluster.
     pub children: BTreeMap<ChildKind, Store<PartialObjectMeta<DynamicObject>>>,
-    /// Full caches of our children whose status we read (Certificate, DNSEndpoint).
+    /// Full caches of our children whose status we read (Certificate, DNSEndpoint,
+    /// HTTPRoute).
     pub full_children: BTreeMap<ChildKind, Store<DynamicObject>>,
+    /// Every Gateway (the platform's: apps add listeners to those their tiers name), when
+    /// the cluster serves the Gateway API.
+    pub gateways: Option<Store<DynamicObject>>,
 }
 
 fn dynamic_ref(kind: ChildKind, name: &str, namespace: Option<&str>) -> ObjectRef<DynamicObject> {
@@ -47,6 +51,12 @@ fn dynamic_ref(kind: ChildKind, name: &str, namespace: Option<&str>) -> ObjectRe
 }
 
 impl Stores {
+    /// The live Gateway `namespace/name`, if the cluster serves Gateways and has it.
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let r = ObjectRef::new_with(name, gateway_resource()).within(namespace);
+        self.gateways.as_ref()?.get(&r)
+    }
+
     /// Whether the cluster serves this kind (its watch could start).
     pub fn serves(&self, kind: ChildKind) -> bool {
         kind == ChildKind::Service
@@ -88,6 +98,30 @@ impl Stores {
             content: None,
         })
     }
+}
+
+/// The Gateway API's Gateway (not a child kind: Gatehouse never owns one).
+pub fn gateway_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(crate::render::gateway::GROUP, "v1", "Gateway"),
+        "gateways",
+    )
+}
+
+/// The apps whose listeners a Gateway holds (spec or status), by listener name.
+pub fn gateway_apps(gateway: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    names(&gateway["spec"]["listeners"])
+        .into_iter()
+        .chain(names(&gateway["status"]["listeners"]))
+        .filter_map(|n| crate::render::gateway::listener_owner(&n))
+        .collect()
 }
 
 /// Whether a child's labels name `owner` as its Gatehouse owner.

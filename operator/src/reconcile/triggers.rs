@@ -107,6 +107,31 @@ impl Triggers {
         }
     }
 
+    /// A Gateway changed. The apps whose listeners it holds now or held before (their
+    /// listeners may have been changed or removed by someone else, or got their status):
+    /// at most the Gateway's 64 listeners. When it first appears (`before` None), also
+    /// every app on a network with a tier it serves: their listeners wait for it.
+    pub fn gateway_changed(
+        &self,
+        (ns, name): &Key,
+        before: Option<&std::collections::BTreeSet<Key>>,
+        now: Option<&std::collections::BTreeSet<Key>>,
+        ix: &Index,
+    ) {
+        let mut apps: std::collections::BTreeSet<&Key> = before.into_iter().flatten().collect();
+        apps.extend(now.into_iter().flatten());
+        for k in apps {
+            self.app(k);
+        }
+        if before.is_none() {
+            for n in ix.networks_of_gateway(ns, name) {
+                for k in ix.apps_on(&n) {
+                    self.app(k);
+                }
+            }
+        }
+    }
+
     /// The API server's EndpointSlices changed: the policies naming `apiServer` (indexed
     /// as referrers of the `default/kubernetes` Service).
     pub fn api_server_changed(&self, ix: &Index) {

@@ -142,6 +142,61 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         }
     }
 
+    // Gateways: every one (a handful per cluster), full content, without managedFields.
+    // Apps add listeners to the ones their tiers name; a change triggers the apps whose
+    // listeners it holds (triggers::gateway_changed). Served when HTTPRoutes are.
+    let gateways = served.contains(&ChildKind::HttpRoute).then(|| {
+        let ar = super::stores::gateway_resource();
+        let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+        let store = writer.as_reader();
+        let (t, ix, st) = (triggers.clone(), index.clone(), store.clone());
+        let events = watcher(
+            Api::<DynamicObject>::all_with(client.clone(), &ar),
+            watcher::Config::default().page_size(100),
+        )
+        .default_backoff()
+        .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+        .reflect(writer);
+        child_streams.push(on_events(events, move |e: watcher::Event<DynamicObject>| {
+            use watcher::Event::*;
+            let key = |o: &DynamicObject| (o.namespace().unwrap_or_default(), o.name_any());
+            let apps = |o: &DynamicObject| {
+                super::stores::gateway_apps(&serde_json::to_value(o).unwrap_or_default())
+            };
+            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+            match e {
+                Apply(o) => {
+                    let (k, now) = (key(&o), apps(&o));
+                    let before = w.upsert_gateway(k.clone(), Some(now.clone()));
+                    t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
+                }
+                Delete(o) => {
+                    let k = key(&o);
+                    let before = w.upsert_gateway(k.clone(), None);
+                    t.gateway_changed(&k, before.as_ref(), None, &w);
+                }
+                InitApply(_) | Init => {}
+                InitDone => {
+                    for o in st.state() {
+                        let (k, now) = (key(&o), apps(&o));
+                        let before = w.upsert_gateway(k.clone(), Some(now.clone()));
+                        if before.as_ref() != Some(&now) {
+                            t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
+                        }
+                    }
+                    w.retain_gateways(|(ns, name), _| {
+                        st.get(
+                            &ObjectRef::new_with(name, super::stores::gateway_resource())
+                                .within(ns),
+                        )
+                        .is_some()
+                    });
+                }
+            }
+        }));
+        store
+    });
+
     let stores = Stores {
         networks: networks.clone(),
         apps: apps.clone(),
@@ -151,6 +206,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         api_server_slices: api_server_slices.clone(),
         children,
         full_children,
+        gateways,
     };
 
     // Watches feeding the caches, the index and the dependency triggers. Objects enter the
@@ -420,6 +476,9 @@ pub async fn synced(stores: &Stores) {
         let _ = s.wait_until_ready().await;
     }
     for s in stores.full_children.values() {
+        let _ = s.wait_until_ready().await;
+    }
+    if let Some(s) = &stores.gateways {
         let _ = s.wait_until_ready().await;
     }
 }

@@ -23,6 +23,8 @@ pub enum ChildKind {
     Service,
     Middleware,
     Ingress,
+    HttpRoute,
+    ReferenceGrant,
     Certificate,
     NetworkPolicy,
     CiliumNetworkPolicy,
@@ -30,7 +32,7 @@ pub enum ChildKind {
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 16] = [
+    pub const ALL: [ChildKind; 18] = [
         ChildKind::IpAddressPool,
         ChildKind::L2Advertisement,
         ChildKind::BgpAdvertisement,
@@ -43,6 +45,8 @@ impl ChildKind {
         ChildKind::Service,
         ChildKind::Middleware,
         ChildKind::Ingress,
+        ChildKind::HttpRoute,
+        ChildKind::ReferenceGrant,
         ChildKind::Certificate,
         ChildKind::NetworkPolicy,
         ChildKind::CiliumNetworkPolicy,
@@ -112,6 +116,20 @@ impl ChildKind {
             ChildKind::Service => ("", "v1", "Service", "services", true),
             ChildKind::Middleware => ("traefik.io", "v1alpha1", "Middleware", "middlewares", true),
             ChildKind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+            ChildKind::HttpRoute => (
+                "gateway.networking.k8s.io",
+                "v1",
+                "HTTPRoute",
+                "httproutes",
+                true,
+            ),
+            ChildKind::ReferenceGrant => (
+                "gateway.networking.k8s.io",
+                "v1beta1",
+                "ReferenceGrant",
+                "referencegrants",
+                true,
+            ),
             ChildKind::Certificate => {
                 ("cert-manager.io", "v1", "Certificate", "certificates", true)
             }
@@ -153,10 +171,14 @@ impl ChildKind {
     }
 
     /// Whether readiness is read from the child's status (Certificate: cert-manager's
-    /// conditions; DNSEndpoint: external-dns's observedGeneration), so the operator caches
-    /// its content, not only its metadata.
+    /// conditions; DNSEndpoint: external-dns's observedGeneration; HTTPRoute: the Gateway
+    /// implementation's per-parent conditions), so the operator caches its content, not
+    /// only its metadata.
     pub fn ready_by_status(self) -> bool {
-        matches!(self, ChildKind::Certificate | ChildKind::DnsEndpoint)
+        matches!(
+            self,
+            ChildKind::Certificate | ChildKind::DnsEndpoint | ChildKind::HttpRoute
+        )
     }
 }
 
@@ -219,6 +241,17 @@ impl Child {
             .then_with(|| self.namespace().cmp(&other.namespace()))
             .then_with(|| self.name().cmp(other.name()))
     }
+}
+
+/// FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`, so an operator
+/// upgrade does not rewrite every child.
+pub fn stable_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// A child's identity: (kind, namespace, name).

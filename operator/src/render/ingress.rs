@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use gatehouse_api::{
-    ClusterNetwork, ExposedApp, IngressController, IngressImplementation, IngressTier, Route,
+    ClusterNetwork, ExposedApp, IngressController, IngressImplementation, Route,
     RouteAuth, Tier,
 };
 use kube::ResourceExt;
@@ -83,6 +83,10 @@ pub fn ingresses(
     let Some(tier_def) = network.spec.ingress.get(tier) else {
         return vec![];
     };
+    // A Gateway tier's routes are HTTPRoutes (gateway.rs).
+    let Some(class_name) = tier_def.class_name.as_deref() else {
+        return vec![];
+    };
     let routes = routes_on(app, network, tier);
     if routes.is_empty() {
         return vec![];
@@ -128,7 +132,7 @@ pub fn ingresses(
         return vec![ingress(
             app,
             owner,
-            tier_def,
+            class_name,
             name,
             annotations,
             rules,
@@ -175,7 +179,7 @@ pub fn ingresses(
         return vec![ingress(
             app,
             owner,
-            tier_def,
+            class_name,
             name,
             annotations(false, &http_middlewares),
             rules,
@@ -187,7 +191,7 @@ pub fn ingresses(
         ingress(
             app,
             owner,
-            tier_def,
+            class_name,
             name.clone(),
             annotations(true, &https_middlewares),
             https_rules,
@@ -199,7 +203,7 @@ pub fn ingresses(
         ingress(
             app,
             owner,
-            tier_def,
+            class_name,
             format!("{name}-http"),
             annotations(false, &http_middlewares),
             rules,
@@ -252,13 +256,13 @@ struct TlsOn<'a> {
 fn ingress(
     app: &ExposedApp,
     owner: &Owner,
-    tier_def: &IngressTier,
+    class_name: &str,
     name: String,
     annotations: BTreeMap<String, String>,
     rules: Vec<Value>,
     tls: TlsOn<'_>,
 ) -> Child {
-    let mut spec = json!({"ingressClassName": tier_def.class_name});
+    let mut spec = json!({"ingressClassName": class_name});
     spec["rules"] = Value::Array(rules);
     if !tls.hosts.is_empty() {
         spec["tls"] = json!([{"hosts": tls.hosts, "secretName": secret_name(app, tls.tier)}]);

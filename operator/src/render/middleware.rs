@@ -1,5 +1,6 @@
 //! Traefik Middlewares `A-redirect` (redirectScheme https, permanent) and `A-auth`
-//! (forwardAuth to the OAuth2 Proxy), for tiers served by Traefik.
+//! (forwardAuth to the OAuth2 Proxy), for tiers served by Traefik (the auth one also for
+//! Traefik Gateway tiers, whose HTTPRoutes name it in an ExtensionRef filter).
 
 use gatehouse_api::{ClusterNetwork, ExposedApp, IngressController, Tier};
 use kube::ResourceExt;
@@ -31,7 +32,8 @@ pub fn middlewares(app: &ExposedApp, network: &ClusterNetwork, owner: &Owner) ->
             continue;
         }
         let style = tier_style(&routes);
-        redirect |= style.redirect;
+        // A Gateway tier redirects with an HTTPRoute filter of its own (gateway.rs).
+        redirect |= style.redirect && def.gateway.is_none();
         auth |= style.auth;
     }
     let namespace = app.namespace();

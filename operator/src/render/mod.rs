@@ -14,6 +14,7 @@ pub mod child;
 pub mod cilium_policy;
 pub mod context;
 pub mod dns_endpoint;
+pub mod gateway;
 pub mod ingress;
 pub mod ip;
 pub mod middleware;
@@ -46,6 +47,9 @@ pub struct Rendered {
     pub addresses: Vec<TierAddress>,
     /// EgressPolicy: each peer as resolved.
     pub resolved_peers: Vec<ResolvedPeer>,
+    /// ExposedApp on Gateway tiers: the listeners it adds to each tier's Gateway (not a
+    /// child: the Gateway is the platform's).
+    pub listeners: Vec<gateway::GatewayListeners>,
 }
 
 impl Rendered {
@@ -83,6 +87,11 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
     for tier in Tier::ALL {
         out.children
             .extend(ingress::ingresses(app, network, tier, &owner));
+        out.children
+            .extend(gateway::http_routes(app, network, tier, ctx, &owner));
+        out.push(gateway::reference_grant(app, network, tier, &owner));
+        out.listeners
+            .extend(gateway::listeners(app, network, tier));
     }
     out.children
         .extend(middleware::middlewares(app, network, &owner));

@@ -202,6 +202,21 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
                 }
             }
         }
+        for tier in Tier::ALL
+            .into_iter()
+            .filter(|t| route.exposure.includes(*t))
+        {
+            if super::gateway::auth_unsupported(network, tier, route) {
+                out.push(Finding::stalling(
+                    Reason::AuthUnsupported,
+                    format!("spec.routes[{i}].auth"),
+                    format!(
+                        "OAuth2 on the {tier} tier, a Gateway tier of controller {:?}: Gatehouse signs users in on Gateway tiers only through Traefik's forwardAuth Middleware (controller Traefik); serve the route on an Ingress tier, or use the Gateway implementation's own auth policy outside Gatehouse",
+                        net.ingress.get(tier).map(|t| t.controller).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         if route.auth == RouteAuth::OAuth2
             && net
                 .auth
@@ -244,6 +259,24 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
             .is_some_and(|t| t.controller == IngressController::Traefik)
     {
         // Nothing extra to check: Traefik middlewares are rendered per app.
+    }
+
+    // Gateway tiers: the app's listener names must fit a listener name (a Gateway holds
+    // at most 64 listeners, so the index has at most two digits).
+    let on_gateway = spec.routes.iter().any(|r| {
+        r.tls
+            && Tier::ALL
+                .into_iter()
+                .any(|t| r.exposure.includes(t) && super::gateway::tier_gateway(network, t).is_some())
+    });
+    if on_gateway {
+        let longest = super::gateway::listener_name(&namespace, &app.name_any(), 63);
+        if longest.len() > 253 {
+            out.push(invalid(
+                "metadata.name",
+                format!("too long for a Gateway tier: the app's listener names ({longest}) must fit in 253 characters"),
+            ));
+        }
     }
 
     // TCP exposure: ports, pools, provider capabilities, per-tier agreement.
@@ -684,6 +717,31 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
                 ));
             }
         }
+    }
+    for tier in Tier::ALL {
+        let Some(def) = spec.ingress.get(tier) else {
+            continue;
+        };
+        if def.class_name.is_some() == def.gateway.is_some() {
+            out.push(invalid(
+                format!("spec.ingress.{tier}"),
+                "set exactly one of className (Ingress) or gateway (Gateway API)",
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        spec.ingress.external.as_ref().and_then(|t| t.gateway.as_ref()),
+        spec.ingress.internal.as_ref().and_then(|t| t.gateway.as_ref()),
+    ) && a.namespace == b.namespace
+        && a.name == b.name
+    {
+        out.push(invalid(
+            "spec.ingress.internal.gateway",
+            format!(
+                "Gateway {}/{} already serves the external tier: each tier needs a Gateway of its own (an app's listeners for both tiers would carry the same hosts in one Gateway)",
+                b.namespace, b.name
+            ),
+        ));
     }
     for tier in Tier::ALL {
         if let Some(lb) = spec
