@@ -26,11 +26,12 @@ pub enum ChildKind {
     Certificate,
     NetworkPolicy,
     CiliumNetworkPolicy,
+    MultiNetworkPolicy,
     DnsEndpoint,
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 16] = [
+    pub const ALL: [ChildKind; 17] = [
         ChildKind::IpAddressPool,
         ChildKind::L2Advertisement,
         ChildKind::BgpAdvertisement,
@@ -46,6 +47,7 @@ impl ChildKind {
         ChildKind::Certificate,
         ChildKind::NetworkPolicy,
         ChildKind::CiliumNetworkPolicy,
+        ChildKind::MultiNetworkPolicy,
         ChildKind::DnsEndpoint,
     ];
 
@@ -127,6 +129,14 @@ impl ChildKind {
                 "v2",
                 "CiliumNetworkPolicy",
                 "ciliumnetworkpolicies",
+                true,
+            ),
+            // v1beta1: the version the CRD serves and stores (v1beta2 is not served).
+            ChildKind::MultiNetworkPolicy => (
+                "k8s.cni.cncf.io",
+                "v1beta1",
+                "MultiNetworkPolicy",
+                "multi-networkpolicies",
                 true,
             ),
             ChildKind::DnsEndpoint => (
