@@ -794,6 +794,15 @@ pub struct Policy {
         {"rule": "self.all(h, self.filter(o, o.name == h.name).size() == 1)", "message": "names must be unique"}
     ]))]
     pub allow_everywhere: Vec<PlatformAllow>,
+    /// Police the Multus secondary networks (`attachments`) with MultiNetworkPolicies
+    /// (k8s.cni.cncf.io/v1beta1, the Network Plumbing WG's API), expressing on each
+    /// attachment the intent the NetworkPolicies state on the pod network: the default
+    /// deny, the apps' `attachments[].allowFrom`, `isolation`, `policy.allowEverywhere` and
+    /// the EgressPolicies. Default false: only turn it on where a MultiNetworkPolicy
+    /// implementation (multi-networkpolicy-iptables, OVN-Kubernetes) enforces them, since
+    /// NetworkPolicy never applies to a secondary interface.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_network_policy: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -301,6 +301,24 @@ pub struct AppAttachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::mac")]
     pub mac: Option<String>,
+    /// Who may reach the app's pods over this attachment, where the network polices its
+    /// attachments (`policy.multiNetworkPolicy`): `cidr` peers (LAN or DMZ hosts, or the
+    /// internet the attachment's router forwards, e.g. `0.0.0.0/0` and `::/0`), or
+    /// `app`/`service`/`namespaceSelector`/`podSelector` peers, which match those pods'
+    /// addresses on this attachment. Setting it isolates the pods on the attachment
+    /// (MultiNetworkPolicy `A-<attachment>`): only these, on `ports`, and the network's
+    /// `policy.allowEverywhere` then get in over it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(p, !has(p.fqdn) && !has(p.apiServer))", "message": "allowFrom: fqdn and apiServer are egress-only peers"}
+    ]))]
+    pub allow_from: Vec<Peer>,
+    /// The app's ports (names from `ports`) that `allowFrom` reaches over the attachment:
+    /// its DMZ-facing ports, e.g. `web` and `websecure`. Empty: every port of the app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::port_name_list")]
+    pub ports: Vec<String>,
 }
 
 /// Observed state of an ExposedApp.

@@ -55,6 +55,11 @@ pub fn port_name(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "minLength": 1, "maxLength": 15, "pattern": PORT_NAME_PATTERN})
 }
 
+/// Up to 32 port names (each one of the object's own `ports[].name`).
+pub fn port_name_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "array", "maxItems": 32, "items": {"type": "string", "minLength": 1, "maxLength": 15, "pattern": PORT_NAME_PATTERN}})
+}
+
 /// A BGP AS number (4-byte ASNs included; 0 is reserved).
 pub fn asn(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 4294967295u32})

@@ -13,6 +13,7 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 
 pub mod datapath;
+pub mod multinet;
 pub mod policy;
 pub mod sets;
 

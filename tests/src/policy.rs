@@ -663,7 +663,7 @@ fn to_u128(ip: IpAddr) -> u128 {
     }
 }
 
-fn in_cidr_peer(peer: &Value, ip: IpAddr) -> bool {
+pub(crate) fn in_cidr_peer(peer: &Value, ip: IpAddr) -> bool {
     let Some(c) = peer["cidr"].as_str().and_then(Cidr::parse) else {
         return false;
     };

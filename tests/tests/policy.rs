@@ -437,3 +437,101 @@ fn contract_corners_admit_exactly_what_the_objects_declare_offline() {
     });
     println!("corners: {summary}");
 }
+
+/// The MultiNetworkPolicies a set (a sample directory or a fixture file) renders to offline.
+fn rendered_multi_network_policies(set: &std::path::Path, namespaces: &[Value]) -> Vec<Value> {
+    let mut inputs = input::load(&[set.to_path_buf()]).expect("set loads");
+    for n in namespaces {
+        inputs
+            .ctx
+            .add_namespace(serde_json::from_value(n.clone()).expect("a Namespace"));
+    }
+    gatehouse_tests::sets::render_all(&inputs)
+        .into_iter()
+        .filter(|c| c.kind == ChildKind::MultiNetworkPolicy)
+        .map(|c| c.object)
+        .collect()
+}
+
+/// The secondary networks: on each attachment of a network with
+/// `policy.multiNetworkPolicy`, its MultiNetworkPolicies (judged by gatehouse-policy with
+/// NetworkPolicy's semantics, over the pods on that attachment at their addresses there)
+/// admit exactly what the objects declare for it (gatehouse_tests::multinet): the sample
+/// sets that opt in (seed 001's DMZ) and the render fixture's corners (Isolated, default
+/// deny, pod peers on and off the attachment, a LAN range with an except, EgressPolicy to
+/// the world). Every rule of every MultiNetworkPolicy must decide some probe.
+#[test]
+fn attachment_policies_admit_exactly_what_the_objects_declare_offline() {
+    let bin = policy_bin();
+    let fixture = root().join("operator/tests/fixtures/render/multi-network-policy/input.yaml");
+    let mut sets: Vec<(PathBuf, Vec<Value>)> = sample_sets()
+        .into_iter()
+        .map(|s| {
+            let o = sample_objects(&s);
+            (s, o)
+        })
+        .collect();
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    sets.push((fixture, yaml_docs(&text)));
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    let mut worlds = 0;
+    for (set, objects) in &sets {
+        let name = set.file_name().unwrap().to_string_lossy().to_string();
+        let namespaces = offline_namespaces(objects);
+        let mnps = rendered_multi_network_policies(set, &namespaces);
+        let policed = gatehouse_tests::multinet::policed_attachments(objects);
+        if policed.is_empty() {
+            assert!(
+                mnps.is_empty(),
+                "{name}: no network opts in, yet MultiNetworkPolicies were rendered: {mnps:?}"
+            );
+            continue;
+        }
+        for (network, attachment) in policed {
+            let world = gatehouse_tests::multinet::attachment_world(
+                objects,
+                &namespaces,
+                &network,
+                &attachment,
+            );
+            let policies = gatehouse_tests::multinet::policies_for(&mnps, &attachment);
+            let what = format!("{name} over {attachment}");
+            assert!(!world.probes.is_empty(), "{what}: no probes");
+            let verdicts =
+                evaluate_verdicts(&bin, &policies, &world.pods, &namespaces, &world.probes)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            if std::env::var_os("POLICY_TABLES").is_some() {
+                println!("== {what}\n{}", table(&world.probes, &verdicts));
+            }
+            match compare_verdicts(&what, &world.probes, &verdicts) {
+                Ok(summary) => {
+                    // How much of the policies the table exercises. A platform hole whose
+                    // sources have no pod on the attachment (a scraper on the pod network)
+                    // cannot decide a probe here; every other part must.
+                    let (covered, total, uncovered) = coverage(
+                        &bin,
+                        &policies,
+                        &world.pods,
+                        &namespaces,
+                        &world.probes,
+                        &verdicts,
+                    );
+                    if total > 0 && covered == 0 {
+                        failures.push(format!("{what}: no part of the policies decides a probe"));
+                    }
+                    report.push(format!(
+                        "{what}: {} policies, {summary}; {covered}/{total} parts decide (not: {uncovered:?})",
+                        policies.len()
+                    ));
+                }
+                Err(t) => failures.push(t),
+            }
+            worlds += 1;
+        }
+    }
+    println!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // The fixture polices dmz-net, dmz-out and lan; seed 001's sample dmz-net and dmz-out.
+    assert!(worlds >= 5, "only {worlds} attachments judged");
+}

@@ -67,10 +67,15 @@ fn targets<'a>(peers: impl Iterator<Item = &'a Peer>, own_ns: &str) -> BTreeSet<
     out
 }
 
-/// What an app's render reads besides itself: its `allowFrom` peers and the existing
-/// Service it routes to.
+/// What an app's render reads besides itself: its `allowFrom` peers (on the pod network
+/// and on its attachments) and the existing Service it routes to.
 fn app_targets(app: &ExposedApp, own_ns: &str) -> BTreeSet<(bool, Key)> {
-    let mut out = targets(app.spec.allow_from.iter(), own_ns);
+    let peers = app
+        .spec
+        .allow_from
+        .iter()
+        .chain(app.spec.attachments.iter().flat_map(|a| &a.allow_from));
+    let mut out = targets(peers, own_ns);
     if let Some(s) = &app.spec.service {
         out.insert((false, (own_ns.to_string(), s.name.clone())));
     }
@@ -90,7 +95,8 @@ fn is_our_load_balancer(s: &Service) -> bool {
 pub struct Index {
     /// What render reads, current with the caches.
     pub ctx: Context,
-    policies: HashMap<Key, Arc<EgressPolicy>>,
+    /// Ordered, so a namespace's policies are a range (`policies_in`).
+    policies: std::collections::BTreeMap<Key, Arc<EgressPolicy>>,
     apps_by_network: HashMap<String, BTreeSet<Key>>,
     policies_by_network: HashMap<String, BTreeSet<Key>>,
     /// (is an app, target) -> who names it as a peer.
@@ -380,6 +386,16 @@ impl Index {
         let from = (namespace.to_string(), String::new());
         self.ctx
             .apps
+            .range(from..)
+            .take_while(|((ns, _), _)| ns == namespace)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The EgressPolicies of one namespace (a range of the ordered map).
+    pub fn policies_in(&self, namespace: &str) -> Vec<Key> {
+        let from = (namespace.to_string(), String::new());
+        self.policies
             .range(from..)
             .take_while(|((ns, _), _)| ns == namespace)
             .map(|(k, _)| k.clone())

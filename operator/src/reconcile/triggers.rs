@@ -2,6 +2,8 @@
 //! depend on it. Mapping reads the index (reconcile::index), in time proportional to the
 //! dependents, never the whole cluster; it never calls the API server.
 
+use std::collections::BTreeSet;
+
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -67,6 +69,23 @@ impl Triggers {
         }
         for other in ix.apps_sharing_hosts(hosts_of(new, old).into_iter(), &key) {
             self.app(&other);
+        }
+        // The EgressPolicies of the namespace police every attachment used there
+        // (MultiNetworkPolicies `P-egress-<attachment>`): a change of which attachments the
+        // app uses, or of its network, changes theirs.
+        fn attached(a: Option<&ExposedApp>) -> Option<(&str, BTreeSet<&str>)> {
+            a.map(|a| {
+                let names = a.spec.attachments.iter().map(|x| x.network.as_str());
+                (a.spec.network.as_str(), names.collect())
+            })
+        }
+        let (was, is) = (attached(old), attached(new));
+        let uses =
+            |x: &Option<(&str, BTreeSet<&str>)>| x.as_ref().is_some_and(|(_, n)| !n.is_empty());
+        if was != is && (uses(&was) || uses(&is)) {
+            for k in ix.policies_in(&key.0) {
+                self.policy(&k);
+            }
         }
         let networks = [new, old].into_iter().flatten().map(|a| &a.spec.network);
         let mut seen: Vec<&String> = Vec::new();

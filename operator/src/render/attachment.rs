@@ -129,11 +129,11 @@ fn range_json(r: &gatehouse_api::IpRange, start: &str, end: &str) -> Value {
     v
 }
 
-pub fn attachments(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> Vec<Child> {
+/// The (namespace, attachment) pairs in use by apps of this network: where its
+/// NetworkAttachmentDefinitions are rendered.
+pub fn used(network: &ClusterNetwork, ctx: &Context) -> BTreeSet<(String, String)> {
     let name = network.name_any();
-    // (namespace, attachment) pairs in use by apps of this network.
-    let used: BTreeSet<(String, String)> = ctx
-        .apps
+    ctx.apps
         .iter()
         .filter(|(_, app)| app.spec.network == name)
         .flat_map(|((ns, _), app)| {
@@ -142,7 +142,22 @@ pub fn attachments(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> Ve
                 .iter()
                 .map(move |a| (ns.clone(), a.network.clone()))
         })
-        .collect();
+        .collect()
+}
+
+/// The attachments of `network` used by its apps in one namespace (the apps of that
+/// namespace only, not every app).
+pub fn used_in(network: &ClusterNetwork, namespace: &str, ctx: &Context) -> BTreeSet<String> {
+    let name = network.name_any();
+    ctx.apps_in(namespace)
+        .filter(|app| app.spec.network == name)
+        .flat_map(|app| app.spec.attachments.iter().map(|a| a.network.clone()))
+        .filter(|a| network.spec.attachments.iter().any(|d| &d.name == a))
+        .collect()
+}
+
+pub fn attachments(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> Vec<Child> {
+    let used = used(network, ctx);
     let mut out = Vec::new();
     for (ns, attachment) in used {
         let Some(def) = network

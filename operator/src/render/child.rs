@@ -28,11 +28,12 @@ pub enum ChildKind {
     Certificate,
     NetworkPolicy,
     CiliumNetworkPolicy,
+    MultiNetworkPolicy,
     DnsEndpoint,
 }
 
 impl ChildKind {
-    pub const ALL: [ChildKind; 18] = [
+    pub const ALL: [ChildKind; 19] = [
         ChildKind::IpAddressPool,
         ChildKind::L2Advertisement,
         ChildKind::BgpAdvertisement,
@@ -50,6 +51,7 @@ impl ChildKind {
         ChildKind::Certificate,
         ChildKind::NetworkPolicy,
         ChildKind::CiliumNetworkPolicy,
+        ChildKind::MultiNetworkPolicy,
         ChildKind::DnsEndpoint,
     ];
 
@@ -145,6 +147,14 @@ impl ChildKind {
                 "v2",
                 "CiliumNetworkPolicy",
                 "ciliumnetworkpolicies",
+                true,
+            ),
+            // v1beta1: the version the CRD serves and stores (v1beta2 is not served).
+            ChildKind::MultiNetworkPolicy => (
+                "k8s.cni.cncf.io",
+                "v1beta1",
+                "MultiNetworkPolicy",
+                "multi-networkpolicies",
                 true,
             ),
             ChildKind::DnsEndpoint => (

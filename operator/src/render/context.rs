@@ -205,6 +205,13 @@ impl Context {
             .get(&(namespace.to_string(), name.to_string()))
             .map(|a| a.as_ref())
     }
+    /// The apps of one namespace (a range of the ordered map: no scan of the others).
+    pub fn apps_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a ExposedApp> {
+        self.apps
+            .range((namespace.to_string(), String::new())..)
+            .take_while(move |((ns, _), _)| ns == namespace)
+            .map(|(_, a)| a.as_ref())
+    }
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         self.services
             .get(&(namespace.to_string(), name.to_string()))

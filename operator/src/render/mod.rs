@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod ip;
 pub mod middleware;
+pub mod multi_network_policy;
 pub mod network_policy;
 pub mod peer;
 pub mod pool;
@@ -99,6 +100,8 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
         .extend(certificate::certificates(app, network, &owner));
     let policy = network_policy::app_ingress(app, network, ctx, &owner, &mut out.findings);
     out.push(policy);
+    let attached = multi_network_policy::app_ingress(app, network, ctx, &owner, &mut out.findings);
+    out.children.extend(attached);
     for tier in Tier::ALL {
         let dns = dns_endpoint::dns_endpoint(app, network, tier, ctx, &owner, &mut out.findings);
         out.push(dns);
@@ -141,6 +144,9 @@ pub fn egress_policy(valid: &ValidPolicy<'_>, ctx: &Context) -> Rendered {
     out.push(Some(network_policy::egress(
         policy, network, &resolved, &owner,
     )));
+    out.children.extend(multi_network_policy::egress(
+        policy, network, &resolved, ctx, &owner,
+    ));
     let has_fqdn = resolved
         .iter()
         .any(|r| r.peers.iter().any(|p| p.fqdn.is_some()));
@@ -195,5 +201,7 @@ pub fn cluster_network(valid: &ValidNetwork<'_>, ctx: &Context) -> Rendered {
         .extend(network_policy::default_deny(network, ctx, &owner));
     out.children
         .extend(attachment::attachments(network, ctx, &owner));
+    out.children
+        .extend(multi_network_policy::default_deny(network, ctx, &owner));
     out.finish()
 }

@@ -23,7 +23,7 @@ pub const DEFAULT_DENY: &str = "gatehouse-default-deny";
 pub const ACME_SOLVER_HOLE: &str = "gatehouse-default-deny-acme-solver";
 pub const ACME_SOLVER_PORT: i32 = 8089;
 
-fn port(port: IntOrString, protocol: &str) -> NetworkPolicyPort {
+pub fn port(port: IntOrString, protocol: &str) -> NetworkPolicyPort {
     NetworkPolicyPort {
         port: Some(port),
         protocol: Some(protocol.to_string()),
@@ -251,15 +251,40 @@ pub fn egress(
     resolved: &[ResolvedRule],
     owner: &Owner,
 ) -> Child {
+    let spec = egress_spec(policy, network, resolved, policy.spec.allow_dns, |_| true);
+    let meta = owner.meta(
+        format!("{}-egress", policy.name_any()),
+        policy.namespace().as_deref(),
+    );
+    Child::with_spec(
+        ChildKind::NetworkPolicy,
+        meta,
+        serde_json::to_value(&spec).unwrap_or_default(),
+    )
+}
+
+/// The spec of an EgressPolicy's policy: the DNS rule (`dns`), each rule's resolved peers
+/// that `keep` keeps (a rule left with none is dropped: an empty `to` would allow every
+/// destination), and the API server's addresses. Shared by the NetworkPolicy `P-egress`
+/// and the MultiNetworkPolicies `P-egress-<attachment>`.
+pub fn egress_spec(
+    policy: &EgressPolicy,
+    network: &ClusterNetwork,
+    resolved: &[ResolvedRule],
+    dns: bool,
+    keep: impl Fn(&gatehouse_api::Peer) -> bool,
+) -> NetworkPolicySpec {
     let mut rules = Vec::new();
-    if policy.spec.allow_dns {
+    if dns {
         rules.push(dns_egress_rule(network));
     }
     for r in resolved {
         let to: Vec<NetworkPolicyPeer> = r
             .peers
             .iter()
-            .filter_map(|p| p.policy_peer.clone())
+            .zip(&r.rule.to)
+            .filter(|(_, p)| keep(p))
+            .filter_map(|(p, _)| p.policy_peer.clone())
             .collect();
         // An empty `to` would allow every destination: skip rules with nothing resolved.
         if to.is_empty() {
@@ -304,21 +329,12 @@ pub fn egress(
             });
         }
     }
-    let spec = NetworkPolicySpec {
+    NetworkPolicySpec {
         pod_selector: Some(policy.spec.pod_selector.clone()),
         policy_types: Some(vec!["Egress".into()]),
         ingress: None,
         egress: Some(rules),
-    };
-    let meta = owner.meta(
-        format!("{}-egress", policy.name_any()),
-        policy.namespace().as_deref(),
-    );
-    Child::with_spec(
-        ChildKind::NetworkPolicy,
-        meta,
-        serde_json::to_value(&spec).unwrap_or_default(),
-    )
+    }
 }
 
 /// A rule's ports as NetworkPolicy ports.

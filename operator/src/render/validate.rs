@@ -347,6 +347,15 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
                 format!("attachment {:?} is listed twice", a.network),
             ));
         }
+        // The attachment's ports name the app's own ports, as route paths do.
+        for (j, name) in a.ports.iter().enumerate() {
+            if !spec.ports.iter().any(|p| &p.name == name) {
+                out.push(invalid(
+                    format!("{field}.ports[{j}]"),
+                    format!("port {name:?} is not one of the app's spec.ports"),
+                ));
+            }
+        }
         if def.ipam.kind == IpamType::Static && a.ips.is_empty() {
             out.push(invalid(
                 format!("{field}.ips"),
