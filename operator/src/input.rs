@@ -178,7 +178,7 @@ fn add(
     }
     let namespaced = matches!(
         kind.as_str(),
-        "ExposedApp" | "EgressPolicy" | "Service" | "EndpointSlice"
+        "ExposedApp" | "EgressPolicy" | "Service" | "EndpointSlice" | "Gateway"
     );
     if namespaced && value["metadata"]["namespace"].as_str().is_none() {
         // As kubectl does without -n.
@@ -197,9 +197,10 @@ fn add(
         "ClusterNetwork" | "ExposedApp" | "EgressPolicy" => gatehouse_api::API_VERSION,
         "Namespace" | "Service" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
+        "Gateway" => "gateway.networking.k8s.io/v1",
         other => {
             return Err(format!(
-                "{at}: kind {other:?} ({api_version}) is not an input of gatehouse render (ClusterNetwork, ExposedApp, EgressPolicy, Namespace, Service, EndpointSlice)"
+                "{at}: kind {other:?} ({api_version}) is not an input of gatehouse render (ClusterNetwork, ExposedApp, EgressPolicy, Namespace, Service, EndpointSlice, Gateway)"
             ));
         }
     };
@@ -240,6 +241,9 @@ fn add(
         "EndpointSlice" => inputs
             .ctx
             .add_endpoint_slice(parse::<EndpointSlice>(value, &what)?),
+        // The platform's Gateways, where a set declares them beside its ClusterNetwork: they
+        // render nothing (the apps' listeners in them come from the apps).
+        "Gateway" => {}
         _ => unreachable!("kinds filtered above"),
     }
     Ok(())

@@ -117,7 +117,10 @@ async fn every_rendered_child_of_the_samples_is_accepted() {
         // What apps add to the platform's Gateways: the set's Gateways exist, and each app's
         // listeners merge into them (server-side apply under the app's field manager, as
         // the operator sends it; dry run).
-        for gw in sample_objects(&set).iter().filter(|o| o["kind"] == "Gateway") {
+        for gw in sample_objects(&set)
+            .iter()
+            .filter(|o| o["kind"] == "Gateway")
+        {
             apply(&client, gw, false).await.unwrap();
         }
         for l in &out.listeners {

@@ -107,9 +107,14 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
             let plan = steps::plan(&owner, &children, ctx);
             let outcomes = apply::execute(ctx, plan).await?;
             let namespace = app.namespace().unwrap_or_default();
-            let gateways =
-                listeners::execute(ctx, &namespace, &app.name_any(), &rendered.listeners, &mut findings)
-                    .await?;
+            let gateways = listeners::execute(
+                ctx,
+                &namespace,
+                &app.name_any(),
+                &rendered.listeners,
+                &mut findings,
+            )
+            .await?;
             let ready = steps::readiness(&outcomes, ctx);
             let details = readiness::app_details(
                 !app.spec.tcp.is_empty(),

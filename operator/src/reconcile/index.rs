@@ -128,7 +128,11 @@ impl Index {
 
     /// Records which apps' listeners a Gateway holds now (`None`: it went); returns the apps
     /// it held before, or None when it was not known.
-    pub fn upsert_gateway(&mut self, key: Key, apps: Option<BTreeSet<Key>>) -> Option<BTreeSet<Key>> {
+    pub fn upsert_gateway(
+        &mut self,
+        key: Key,
+        apps: Option<BTreeSet<Key>>,
+    ) -> Option<BTreeSet<Key>> {
         match apps {
             Some(a) => self.gateway_listeners.insert(key, a),
             None => self.gateway_listeners.remove(&key),

@@ -48,7 +48,12 @@ fn ours<'a>(live: &'a Value, namespace: &str, app: &str) -> Vec<&'a Value> {
 /// Pure: whether the live Gateway holds exactly `desired` (each listener as applied,
 /// server defaults aside, and no other listener of the app), else the apply that makes it.
 /// `desired` with no listeners lets go of whatever the app still has there.
-pub fn plan_gateway(live: &Value, desired: &GatewayListeners, namespace: &str, app: &str) -> GatewayStep {
+pub fn plan_gateway(
+    live: &Value,
+    desired: &GatewayListeners,
+    namespace: &str,
+    app: &str,
+) -> GatewayStep {
     let have = ours(live, namespace, app);
     let holds = have.len() == desired.listeners.len()
         && desired.listeners.iter().all(|want| {
@@ -83,7 +88,9 @@ pub fn status_of(live: Option<&Value>, desired: &GatewayListeners) -> ResourceSt
     for want in &desired.listeners {
         let name = want["name"].as_str().unwrap_or_default();
         let Some(st) = statuses.and_then(|s| s.iter().find(|l| l["name"] == name)) else {
-            entry.message = Some(format!("listener {name}: not reported by the Gateway's implementation yet"));
+            entry.message = Some(format!(
+                "listener {name}: not reported by the Gateway's implementation yet"
+            ));
             return entry;
         };
         for t in ["Accepted", "ResolvedRefs", "Programmed"] {
@@ -91,7 +98,9 @@ pub fn status_of(live: Option<&Value>, desired: &GatewayListeners) -> ResourceSt
                 .as_array()
                 .and_then(|c| c.iter().find(|c| c["type"] == t));
             let current = c.is_some_and(|c| {
-                c["observedGeneration"].as_i64().is_none_or(|o| o >= generation)
+                c["observedGeneration"]
+                    .as_i64()
+                    .is_none_or(|o| o >= generation)
             });
             match c {
                 Some(c) if c["status"] == "True" && current => {}
@@ -104,7 +113,9 @@ pub fn status_of(live: Option<&Value>, desired: &GatewayListeners) -> ResourceSt
                     return entry;
                 }
                 _ => {
-                    entry.message = Some(format!("listener {name}: {t} not reported for the current generation yet"));
+                    entry.message = Some(format!(
+                        "listener {name}: {t} not reported for the current generation yet"
+                    ));
                     return entry;
                 }
             }
@@ -163,7 +174,10 @@ pub async fn execute(
     // Gateways that still hold listeners of the app but are no longer named by its tiers.
     // A scan of the Gateway cache: Gateways are few (a handful per cluster).
     for g in gateways.state() {
-        let key = (g.metadata.namespace.clone().unwrap_or_default(), g.metadata.name.clone().unwrap_or_default());
+        let key = (
+            g.metadata.namespace.clone().unwrap_or_default(),
+            g.metadata.name.clone().unwrap_or_default(),
+        );
         if wanted.contains(&key) {
             continue;
         }
@@ -190,7 +204,12 @@ pub async fn release_all(ctx: &Shared, namespace: &str, app: &str) -> Result<()>
         .map(|_| ())
 }
 
-async fn apply(ctx: &Shared, d: &GatewayListeners, body: &Value, findings: &mut Vec<Finding>) -> Result<()> {
+async fn apply(
+    ctx: &Shared,
+    d: &GatewayListeners,
+    body: &Value,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         &d.namespace,
@@ -253,7 +272,11 @@ mod tests {
             defaulted,
             listener("shop.web.v2.0", "b.example.com"),
         ]}});
-        assert_eq!(plan_gateway(&live, &want, "shop", "web"), GatewayStep::Holds, "the platform's and another app's listeners are not the app's");
+        assert_eq!(
+            plan_gateway(&live, &want, "shop", "web"),
+            GatewayStep::Holds,
+            "the platform's and another app's listeners are not the app's"
+        );
     }
 
     #[test]
@@ -275,7 +298,10 @@ mod tests {
         }
         let none = desired(vec![]);
         let gone = json!({"spec": {"listeners": [{"name": "http"}]}});
-        assert_eq!(plan_gateway(&gone, &none, "shop", "web"), GatewayStep::Holds);
+        assert_eq!(
+            plan_gateway(&gone, &none, "shop", "web"),
+            GatewayStep::Holds
+        );
     }
 
     #[test]
@@ -283,16 +309,29 @@ mod tests {
         let want = desired(vec![listener("shop.web.0", "a.example.com")]);
         let cond = |t: &str, s: &str, reason: &str, g: i64| json!({"type": t, "status": s, "reason": reason, "message": "m", "observedGeneration": g});
         let live = |conditions: Value| json!({"metadata": {"generation": 2}, "status": {"listeners": [{"name": "shop.web.0", "conditions": conditions}]}});
-        let ok = live(json!([cond("Accepted", "True", "Accepted", 2), cond("ResolvedRefs", "True", "ResolvedRefs", 2), cond("Programmed", "True", "Programmed", 2)]));
+        let ok = live(json!([
+            cond("Accepted", "True", "Accepted", 2),
+            cond("ResolvedRefs", "True", "ResolvedRefs", 2),
+            cond("Programmed", "True", "Programmed", 2)
+        ]));
         assert!(status_of(Some(&ok), &want).ready);
-        let refused = live(json!([cond("Accepted", "True", "Accepted", 2), cond("ResolvedRefs", "False", "RefNotPermitted", 2)]));
+        let refused = live(json!([
+            cond("Accepted", "True", "Accepted", 2),
+            cond("ResolvedRefs", "False", "RefNotPermitted", 2)
+        ]));
         let s = status_of(Some(&refused), &want);
         assert!(!s.ready);
-        assert_eq!(s.message.as_deref(), Some("listener shop.web.0: ResolvedRefs RefNotPermitted: m"));
+        assert_eq!(
+            s.message.as_deref(),
+            Some("listener shop.web.0: ResolvedRefs RefNotPermitted: m")
+        );
         let stale = live(json!([cond("Accepted", "True", "Accepted", 1)]));
         assert!(!status_of(Some(&stale), &want).ready);
         let unreported = json!({"metadata": {"generation": 1}, "status": {}});
         assert!(!status_of(Some(&unreported), &want).ready);
-        assert_eq!(status_of(None, &want).message.as_deref(), Some("does not exist"));
+        assert_eq!(
+            status_of(None, &want).message.as_deref(),
+            Some("does not exist")
+        );
     }
 }

@@ -165,7 +165,11 @@ fn route_readiness(child: &Child, live: &Value) -> Readiness {
     let generation = live["metadata"]["generation"].as_i64().unwrap_or(0);
     let route_ns = child.namespace().unwrap_or_default();
     let statuses = live["status"]["parents"].as_array();
-    for want in child.object["spec"]["parentRefs"].as_array().into_iter().flatten() {
+    for want in child.object["spec"]["parentRefs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let ns_of = |r: &Value| r["namespace"].as_str().unwrap_or(route_ns).to_string();
         let parent = format!(
             "Gateway {}/{} listener {}",
@@ -189,7 +193,11 @@ fn route_readiness(child: &Child, live: &Value) -> Readiness {
                 .as_array()
                 .and_then(|c| c.iter().find(|c| c["type"] == t));
             match c {
-                Some(c) if c["observedGeneration"].as_i64().is_some_and(|o| o < generation) => {
+                Some(c)
+                    if c["observedGeneration"]
+                        .as_i64()
+                        .is_some_and(|o| o < generation) =>
+                {
                     return Readiness::Waiting(Wait::RouteNotReported { parent });
                 }
                 Some(c) if c["status"] == "True" => {}
@@ -449,18 +457,32 @@ mod tests {
             ]}),
         );
         let cond = |t: &str, s: &str, g: i64| json!({"type": t, "status": s, "reason": if s == "True" { t } else { "NotAllowedByListeners" }, "message": "m", "observedGeneration": g});
-        let parent = |section: &str, accepted: &str, g: i64| json!({
-            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gw", "sectionName": section},
-            "controllerName": "traefik.io/gateway-controller",
-            "conditions": [cond("Accepted", accepted, g), cond("ResolvedRefs", "True", g)],
-        });
+        let parent = |section: &str, accepted: &str, g: i64| {
+            json!({
+                "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gw", "sectionName": section},
+                "controllerName": "traefik.io/gateway-controller",
+                "conditions": [cond("Accepted", accepted, g), cond("ResolvedRefs", "True", g)],
+            })
+        };
         let live = |parents: Vec<Value>| json!({"metadata": {"generation": 2}, "status": {"parents": parents}});
         assert_eq!(
-            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2), parent("http", "True", 2)]))),
+            of(
+                &route,
+                Seen::Content(&live(vec![
+                    parent("shop.web.0", "True", 2),
+                    parent("http", "True", 2)
+                ]))
+            ),
             Readiness::Ready
         );
         assert_eq!(
-            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2), parent("http", "False", 2)]))),
+            of(
+                &route,
+                Seen::Content(&live(vec![
+                    parent("shop.web.0", "True", 2),
+                    parent("http", "False", 2)
+                ]))
+            ),
             Readiness::Waiting(Wait::RouteNotAccepted {
                 parent: "Gateway gw/public listener http".into(),
                 condition: "Accepted".into(),
@@ -469,19 +491,31 @@ mod tests {
             })
         );
         assert_eq!(
-            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 1), parent("http", "True", 2)]))),
+            of(
+                &route,
+                Seen::Content(&live(vec![
+                    parent("shop.web.0", "True", 1),
+                    parent("http", "True", 2)
+                ]))
+            ),
             Readiness::Waiting(Wait::RouteNotReported {
                 parent: "Gateway gw/public listener shop.web.0".into()
             }),
             "judged for an older generation"
         );
         assert_eq!(
-            of(&route, Seen::Content(&live(vec![parent("shop.web.0", "True", 2)]))),
+            of(
+                &route,
+                Seen::Content(&live(vec![parent("shop.web.0", "True", 2)]))
+            ),
             Readiness::Waiting(Wait::RouteNotReported {
                 parent: "Gateway gw/public listener http".into()
             })
         );
-        assert_eq!(of(&route, Seen::Absent), Readiness::Waiting(Wait::JustWritten));
+        assert_eq!(
+            of(&route, Seen::Absent),
+            Readiness::Waiting(Wait::JustWritten)
+        );
     }
 
     #[test]

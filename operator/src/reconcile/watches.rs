@@ -157,43 +157,46 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         .default_backoff()
         .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
         .reflect(writer);
-        child_streams.push(on_events(events, move |e: watcher::Event<DynamicObject>| {
-            use watcher::Event::*;
-            let key = |o: &DynamicObject| (o.namespace().unwrap_or_default(), o.name_any());
-            let apps = |o: &DynamicObject| {
-                super::stores::gateway_apps(&serde_json::to_value(o).unwrap_or_default())
-            };
-            let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
-            match e {
-                Apply(o) => {
-                    let (k, now) = (key(&o), apps(&o));
-                    let before = w.upsert_gateway(k.clone(), Some(now.clone()));
-                    t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
-                }
-                Delete(o) => {
-                    let k = key(&o);
-                    let before = w.upsert_gateway(k.clone(), None);
-                    t.gateway_changed(&k, before.as_ref(), None, &w);
-                }
-                InitApply(_) | Init => {}
-                InitDone => {
-                    for o in st.state() {
+        child_streams.push(on_events(
+            events,
+            move |e: watcher::Event<DynamicObject>| {
+                use watcher::Event::*;
+                let key = |o: &DynamicObject| (o.namespace().unwrap_or_default(), o.name_any());
+                let apps = |o: &DynamicObject| {
+                    super::stores::gateway_apps(&serde_json::to_value(o).unwrap_or_default())
+                };
+                let mut w = ix.write().unwrap_or_else(|e| e.into_inner());
+                match e {
+                    Apply(o) => {
                         let (k, now) = (key(&o), apps(&o));
                         let before = w.upsert_gateway(k.clone(), Some(now.clone()));
-                        if before.as_ref() != Some(&now) {
-                            t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
-                        }
+                        t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
                     }
-                    w.retain_gateways(|(ns, name), _| {
-                        st.get(
-                            &ObjectRef::new_with(name, super::stores::gateway_resource())
-                                .within(ns),
-                        )
-                        .is_some()
-                    });
+                    Delete(o) => {
+                        let k = key(&o);
+                        let before = w.upsert_gateway(k.clone(), None);
+                        t.gateway_changed(&k, before.as_ref(), None, &w);
+                    }
+                    InitApply(_) | Init => {}
+                    InitDone => {
+                        for o in st.state() {
+                            let (k, now) = (key(&o), apps(&o));
+                            let before = w.upsert_gateway(k.clone(), Some(now.clone()));
+                            if before.as_ref() != Some(&now) {
+                                t.gateway_changed(&k, before.as_ref(), Some(&now), &w);
+                            }
+                        }
+                        w.retain_gateways(|(ns, name), _| {
+                            st.get(
+                                &ObjectRef::new_with(name, super::stores::gateway_resource())
+                                    .within(ns),
+                            )
+                            .is_some()
+                        });
+                    }
                 }
-            }
-        }));
+            },
+        ));
         store
     });
 

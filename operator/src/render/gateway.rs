@@ -94,7 +94,11 @@ impl GatewayListeners {
 
 /// The listeners an app needs in the Gateway of `tier`: one HTTPS listener per TLS host,
 /// with the app's certificate, admitting HTTPRoutes of the app's namespace only.
-pub fn listeners(app: &ExposedApp, network: &ClusterNetwork, tier: Tier) -> Option<GatewayListeners> {
+pub fn listeners(
+    app: &ExposedApp,
+    network: &ClusterNetwork,
+    tier: Tier,
+) -> Option<GatewayListeners> {
     let gw = tier_gateway(network, tier)?;
     let namespace = app.namespace().unwrap_or_default();
     let hosts = tls_hosts(app, network, tier);
@@ -157,7 +161,8 @@ pub fn http_routes(
             .get(tier)
             .is_some_and(|t| t.controller == IngressController::Traefik);
     let parent = |section: &str| {
-        let mut p = json!({"group": GROUP, "kind": "Gateway", "name": gw.name, "sectionName": section});
+        let mut p =
+            json!({"group": GROUP, "kind": "Gateway", "name": gw.name, "sectionName": section});
         if gw.namespace != namespace {
             p["namespace"] = json!(gw.namespace);
         }
@@ -201,7 +206,10 @@ pub fn http_routes(
         });
         out.push(Child::with_spec(
             ChildKind::HttpRoute,
-            owner.meta(format!("{}-{tier}-redirect", app.name_any()), Some(&namespace)),
+            owner.meta(
+                format!("{}-{tier}-redirect", app.name_any()),
+                Some(&namespace),
+            ),
             spec,
         ));
     }
@@ -258,7 +266,11 @@ pub fn backend_port(app: &ExposedApp, ctx: &Context, name: &str) -> Option<i32> 
             return live;
         }
     }
-    app.spec.ports.iter().find(|p| p.name == name).map(|p| p.port)
+    app.spec
+        .ports
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.port)
 }
 
 /// ReferenceGrant `A-<tier>-gateway`: the tier's Gateway, in another namespace, may read
@@ -280,7 +292,10 @@ pub fn reference_grant(
     });
     Some(Child::with_spec(
         ChildKind::ReferenceGrant,
-        owner.meta(format!("{}-{tier}-gateway", app.name_any()), Some(&namespace)),
+        owner.meta(
+            format!("{}-{tier}-gateway", app.name_any()),
+            Some(&namespace),
+        ),
         spec,
     ))
 }
@@ -304,8 +319,15 @@ mod tests {
     fn listener_names_lead_back_to_their_app() {
         let name = listener_name("shop", "web.v2", 3);
         assert_eq!(name, "shop.web.v2.3");
-        assert_eq!(listener_owner(&name), Some(("shop".into(), "web.v2".into())));
-        assert_eq!(listener_owner("https"), None, "the platform's own listeners");
+        assert_eq!(
+            listener_owner(&name),
+            Some(("shop".into(), "web.v2".into()))
+        );
+        assert_eq!(
+            listener_owner("https"),
+            None,
+            "the platform's own listeners"
+        );
         assert_eq!(listener_owner("a.b"), None);
         assert_eq!(listener_owner("a.b.c"), None, "no index: not ours");
     }
@@ -314,6 +336,9 @@ mod tests {
     fn field_managers_stay_within_the_api_server_limit() {
         assert_eq!(listener_manager("shop", "web"), "gatehouse/shop/web");
         let long = listener_manager(&"n".repeat(63), &"a".repeat(120));
-        assert!(long.len() <= 128 && long.starts_with("gatehouse/"), "{long}");
+        assert!(
+            long.len() <= 128 && long.starts_with("gatehouse/"),
+            "{long}"
+        );
     }
 }

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use gatehouse_api::{
-    ClusterNetwork, ExposedApp, IngressController, IngressImplementation, Route,
-    RouteAuth, Tier,
+    ClusterNetwork, ExposedApp, IngressController, IngressImplementation, Route, RouteAuth, Tier,
 };
 use kube::ResourceExt;
 use serde_json::{Value, json};

@@ -91,8 +91,7 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
         out.children
             .extend(gateway::http_routes(app, network, tier, ctx, &owner));
         out.push(gateway::reference_grant(app, network, tier, &owner));
-        out.listeners
-            .extend(gateway::listeners(app, network, tier));
+        out.listeners.extend(gateway::listeners(app, network, tier));
     }
     out.children
         .extend(middleware::middlewares(app, network, &owner));

@@ -265,9 +265,9 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
     // at most 64 listeners, so the index has at most two digits).
     let on_gateway = spec.routes.iter().any(|r| {
         r.tls
-            && Tier::ALL
-                .into_iter()
-                .any(|t| r.exposure.includes(t) && super::gateway::tier_gateway(network, t).is_some())
+            && Tier::ALL.into_iter().any(|t| {
+                r.exposure.includes(t) && super::gateway::tier_gateway(network, t).is_some()
+            })
     });
     if on_gateway {
         let longest = super::gateway::listener_name(&namespace, &app.name_any(), 63);
@@ -739,8 +739,14 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
         }
     }
     if let (Some(a), Some(b)) = (
-        spec.ingress.external.as_ref().and_then(|t| t.gateway.as_ref()),
-        spec.ingress.internal.as_ref().and_then(|t| t.gateway.as_ref()),
+        spec.ingress
+            .external
+            .as_ref()
+            .and_then(|t| t.gateway.as_ref()),
+        spec.ingress
+            .internal
+            .as_ref()
+            .and_then(|t| t.gateway.as_ref()),
     ) && a.namespace == b.namespace
         && a.name == b.name
     {
