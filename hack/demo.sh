@@ -130,7 +130,7 @@ if [[ $CLUSTER_NODE == 1 ]]; then
 fi
 
 step "The children Gatehouse created (label app.kubernetes.io/managed-by=gatehouse)"
-k get services,ingresses,networkpolicies,certificates,dnsendpoints,ipaddresspools,l2advertisements,bgpadvertisements,bgppeers,network-attachment-definitions,multi-networkpolicies,middlewares,ciliumnetworkpolicies,ciliumloadbalancerippools,ciliumbgpclusterconfigs,ciliumbgppeerconfigs,ciliumbgpadvertisements \
+k get services,ingresses,networkpolicies,certificates,dnsendpoints,ipaddresspools,l2advertisements,bgpadvertisements,bgppeers,network-attachment-definitions,multi-networkpolicies,middlewares,httproutes,referencegrants,ciliumnetworkpolicies,ciliumloadbalancerippools,ciliumbgpclusterconfigs,ciliumbgppeerconfigs,ciliumbgpadvertisements \
 	-A -l app.kubernetes.io/managed-by=gatehouse 2>/dev/null
 
 step "Certificates issued by cert-manager (openssl on each Secret; verified against the stack's CA)"

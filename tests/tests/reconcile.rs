@@ -1026,3 +1026,190 @@ async fn isolation_follows_what_the_objects_state() {
     let np = policies.get("db-ingress").await.unwrap();
     assert_eq!(first_peer_app_label(&np), "web");
 }
+
+/// The platform's Gateway API objects in `ns`, written under the platform's own field
+/// manager (as its GitOps tool would, by server-side apply).
+async fn platform_apply(client: &Client, ns: &str, obj: &Value) {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+        "gateways",
+    );
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .patch(
+            obj["metadata"]["name"].as_str().unwrap(),
+            &PatchParams::apply("platform").force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .unwrap();
+}
+
+fn gateway_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+        "gateways",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// The Gateway's listeners: (name, hostname) in order.
+async fn listeners_of(client: &Client, ns: &str) -> Vec<(String, String)> {
+    let gw = gateway_api(client, ns).get("public").await.unwrap();
+    gw.data["spec"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or_default().to_string(),
+                l["hostname"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_listeners(client: &Client, ns: &str, want: &[(String, String)], what: &str) {
+    eventually(LONG, what, || async {
+        (listeners_of(client, ns).await == want).then_some(())
+    })
+    .await;
+}
+
+/// A Gateway tier: the app's routes become HTTPRoutes, its TLS host a listener of its own in
+/// the platform's Gateway (another namespace: a ReferenceGrant lets it read the app's
+/// Secret), added under the app's field manager. The platform re-applying its Gateway keeps
+/// the app's listener; someone replacing the whole list gets it put back; a host change moves
+/// it; the app's deletion takes it out and leaves the platform's listener alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_gateway() {
+    use gatehouse_operator::render::ChildKind;
+    let (client, ns, _, zone) = setup("gwapp", json!({})).await;
+    let gw_ns = namespace(&client, "gwsys", json!({})).await;
+    let gateway = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "public", "namespace": gw_ns},
+        "spec": {"gatewayClassName": "no-controller-here", "listeners": [
+            {"name": "web", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}},
+        ]},
+    });
+    platform_apply(&client, &gw_ns, &gateway).await;
+    // A network of its own whose external tier is the Gateway (no className).
+    let net = format!("gwnet-{}", std::process::id());
+    apply(&client, &json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "metadata": {"name": net}, "spec": {
+        "ipFamilies": ["IPv4"],
+        "ingress": {"external": {"gateway": {"name": "public", "namespace": gw_ns, "httpListener": "web"},
+                                 "controller": "Traefik", "addresses": ["192.0.2.1"]}},
+        "tls": {"issuerRef": {"name": "letsencrypt"}},
+        "dns": {"external": {"zone": zone}},
+    }}), false)
+    .await
+    .unwrap();
+    let (a, b) = (format!("a.{zone}"), format!("b.{zone}"));
+    let spec = json!({"routes": [{"hosts": [a]}, {"hosts": [b], "tls": false}]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
+
+    let routes = dyn_api(&client, ChildKind::HttpRoute, &ns);
+    for name in ["web-external", "web-external-1", "web-external-redirect"] {
+        wait_exists(&routes, name, true).await;
+    }
+    assert!(
+        !exists(&dyn_api(&client, ChildKind::Ingress, &ns), "web-external").await,
+        "a Gateway tier gets no Ingress"
+    );
+    let listener = format!("{ns}.web.0");
+    let want = vec![
+        ("web".to_string(), String::new()),
+        (listener.clone(), a.clone()),
+    ];
+    wait_listeners(&client, &gw_ns, &want, "the app's listener in the Gateway").await;
+    let tls_route = routes.get("web-external").await.unwrap();
+    assert_eq!(
+        tls_route.data["spec"]["parentRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": gw_ns, "sectionName": listener}])
+    );
+    let plain = routes.get("web-external-1").await.unwrap();
+    assert_eq!(plain.data["spec"]["parentRefs"][0]["sectionName"], "web");
+    let grant = dyn_api(&client, ChildKind::ReferenceGrant, &ns)
+        .get("web-external-gateway")
+        .await
+        .unwrap();
+    assert_eq!(
+        grant.data["spec"]["to"],
+        json!([{"group": "", "kind": "Secret", "name": "web-external-tls"}])
+    );
+    let live = gateway_api(&client, &gw_ns).get("public").await.unwrap();
+    let managers: Vec<String> = live
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&format!("gatehouse/{ns}/web")) && managers.contains(&"platform".into()),
+        "{managers:?}"
+    );
+    let ours = &live.data["spec"]["listeners"][1];
+    assert_eq!(ours["tls"]["certificateRefs"][0]["namespace"], json!(ns));
+    assert_eq!(
+        ours["allowedRoutes"]["namespaces"]["selector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        json!(ns)
+    );
+
+    // The platform re-applies its Gateway as it was: the app's listener is not its field.
+    platform_apply(&client, &gw_ns, &gateway).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(listeners_of(&client, &gw_ns).await, want);
+
+    // Someone replaces the whole list (a merge patch, as client-side apply does): the
+    // Gateway watch brings the app back, which puts its listener back.
+    gateway_api(&client, &gw_ns)
+        .patch(
+            "public",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"listeners": gateway["spec"]["listeners"]}})),
+        )
+        .await
+        .unwrap();
+    wait_listeners(&client, &gw_ns, &want, "the app's listener put back").await;
+
+    // The TLS host changes: the same listener carries the new one.
+    let c = format!("c.{zone}");
+    let spec = json!({"routes": [{"hosts": [c]}, {"hosts": [b], "tls": false}]});
+    apply(&client, &app(&ns, "web", &net, spec), false)
+        .await
+        .unwrap();
+    let moved = vec![
+        ("web".to_string(), String::new()),
+        (listener.clone(), c.clone()),
+    ];
+    wait_listeners(&client, &gw_ns, &moved, "the listener on the new host").await;
+
+    // Deleted: its listener goes, the platform's stays, and its routes go with it.
+    apps(&client, &ns)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let only_platform = vec![("web".to_string(), String::new())];
+    wait_listeners(
+        &client,
+        &gw_ns,
+        &only_platform,
+        "the app's listener removed",
+    )
+    .await;
+    eventually(LONG, "the app to be gone", || async {
+        apps(&client, &ns)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let _ = gatehouse_api(&client, "ClusterNetwork", None)
+        .delete(&net, &DeleteParams::default())
+        .await;
+}
