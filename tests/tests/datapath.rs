@@ -495,10 +495,16 @@ fn table(set: &str, rows: &[Row]) -> String {
 /// The sets the data path runs: every sample set, the Traefik-flavoured sign-in set (no
 /// seed has sign-in on a Traefik tier), and plain http on an Nginx tier (no seed turns the
 /// redirect off or serves a route without TLS).
+/// `DATAPATH_SETS=a,b` runs only those (a developer's shortcut; `make test` runs all).
 fn datapath_sets() -> Vec<std::path::PathBuf> {
     let mut sets = sample_sets();
     sets.push(root().join("tests/fixtures/datapath/traefik-signin"));
     sets.push(root().join("tests/fixtures/datapath/nginx-http"));
+    if let Ok(only) = std::env::var("DATAPATH_SETS") {
+        let only: Vec<&str> = only.split(',').collect();
+        sets.retain(|s| only.iter().any(|o| s.ends_with(o)));
+        assert!(!sets.is_empty(), "DATAPATH_SETS={only:?} names no set");
+    }
     sets
 }
 

@@ -1105,7 +1105,7 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
     .await
     .unwrap();
     let (a, b) = (format!("a.{zone}"), format!("b.{zone}"));
-    let spec = json!({"routes": [{"hosts": [a]}, {"hosts": [b], "tls": false}]});
+    let spec = json!({"routes": [{"hosts": [a]}, {"hosts": [b]}]});
     apply(&client, &app(&ns, "web", &net, spec), false)
         .await
         .unwrap();
@@ -1119,9 +1119,11 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
         "a Gateway tier gets no Ingress"
     );
     let listener = format!("{ns}.web.0");
+    let second = format!("{ns}.web.1");
     let want = vec![
         ("web".to_string(), String::new()),
         (listener.clone(), a.clone()),
+        (second.clone(), b.clone()),
     ];
     wait_listeners(&client, &gw_ns, &want, "the app's listener in the Gateway").await;
     let tls_route = routes.get("web-external").await.unwrap();
@@ -1129,8 +1131,15 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
         tls_route.data["spec"]["parentRefs"],
         json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": gw_ns, "sectionName": listener}])
     );
-    let plain = routes.get("web-external-1").await.unwrap();
-    assert_eq!(plain.data["spec"]["parentRefs"][0]["sectionName"], "web");
+    let other = routes.get("web-external-1").await.unwrap();
+    assert_eq!(
+        other.data["spec"]["parentRefs"][0]["sectionName"],
+        json!(second)
+    );
+    assert_eq!(other.data["spec"]["hostnames"], json!([b]));
+    let redirect = routes.get("web-external-redirect").await.unwrap();
+    assert_eq!(redirect.data["spec"]["parentRefs"][0]["sectionName"], "web");
+    assert_eq!(redirect.data["spec"]["hostnames"], json!([a, b]));
     let grant = dyn_api(&client, ChildKind::ReferenceGrant, &ns)
         .get("web-external-gateway")
         .await
@@ -1177,13 +1186,14 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
 
     // The TLS host changes: the same listener carries the new one.
     let c = format!("c.{zone}");
-    let spec = json!({"routes": [{"hosts": [c]}, {"hosts": [b], "tls": false}]});
+    let spec = json!({"routes": [{"hosts": [c]}, {"hosts": [b]}]});
     apply(&client, &app(&ns, "web", &net, spec), false)
         .await
         .unwrap();
     let moved = vec![
         ("web".to_string(), String::new()),
         (listener.clone(), c.clone()),
+        (second.clone(), b.clone()),
     ];
     wait_listeners(&client, &gw_ns, &moved, "the listener on the new host").await;
 

@@ -376,6 +376,40 @@ async fn cel_other_cross_field_rules() {
     )
     .await;
     accepted(network(json!({"ingress": {"external": {"className": "n", "implementation": "Traefik"}, "internal": {"className": "t", "controller": "Traefik", "implementation": "Traefik"}}}))).await;
+    // Gateway tiers: exactly one of className and gateway; no Ingress-only fields.
+    let gw = json!({"name": "public", "namespace": "gateways", "httpListener": "web"});
+    rejected(
+        network(json!({"ingress": {"external": {"className": "n", "gateway": gw}}})),
+        &[
+            "spec.ingress.external",
+            "set exactly one of className (Ingress) or gateway (Gateway API)",
+        ],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"controller": "Traefik"}}})),
+        &["spec.ingress.external", "set exactly one of className"],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"gateway": gw, "controller": "Traefik", "entryPoints": {"https": "websecure"}}}})),
+        &["spec.ingress.external.entryPoints", "entryPoints applies to Ingress tiers only"],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"gateway": gw, "implementation": "Traefik"}}})),
+        &[
+            "spec.ingress.external.implementation",
+            "implementation applies to Ingress tiers only",
+        ],
+    )
+    .await;
+    rejected(
+        network(json!({"ingress": {"external": {"gateway": {"name": "public", "namespace": "gateways"}}}})),
+        &["spec.ingress.external.gateway.httpListener", "Required value"],
+    )
+    .await;
+    accepted(network(json!({"ingress": {"external": {"gateway": gw, "controller": "Traefik"}, "internal": {"className": "n"}}}))).await;
     // BGP peering: unique peer names, ASNs 1-4294967295, an IP to dial, at least one peer.
     let bgp = |bgp: serde_json::Value| {
         network(json!({"loadBalancer": {"provider": "MetalLB", "bgp": bgp}}))
