@@ -373,7 +373,7 @@ start_oidc() {
 # back to its own host after sign-in (docs/api.md, "Sign-in"). Restarted when its class,
 # address or hosts change.
 traefik_signature() { # TIER CLASS ADDR HOSTSFILE
-	{ echo "$1 $2 $3"; cat "$4" 2>/dev/null; } | sha256sum | cut -c1-16
+	{ echo "$1 $2 $3 gateway-provider"; cat "$4" 2>/dev/null; } | sha256sum | cut -c1-16
 }
 
 start_traefik() {
