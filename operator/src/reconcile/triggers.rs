@@ -9,7 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::index::{Index, Key, hosts_of};
+use super::index::{Fullness, Index, Key, Requester, hosts_of, moved_addresses};
 use super::stores::owner_of;
 
 #[derive(Clone)]
@@ -78,12 +78,9 @@ impl Triggers {
         }
     }
 
-    /// A Service changed: its owner (if it is our child), apps on networks whose tier
-    /// addresses come from it, apps and policies naming it as a peer, and the network whose
-    /// pool usage counts it.
     /// A Service changed: its owner (unless `echo`: the event only shows our own write),
-    /// the apps on networks whose tier it fronts, referrers naming it as a peer, and for our
-    /// LoadBalancer Services the network (pool usage).
+    /// the apps on networks whose tier it fronts, and referrers naming it as a peer. What
+    /// its load-balancer addresses mean for pools and requests: [`Self::addresses_moved`].
     pub fn service_changed(&self, svc: &Service, echo: bool, ix: &Index) {
         if !echo {
             self.child_changed(svc.meta());
@@ -98,12 +95,40 @@ impl Triggers {
             r.apps.iter().for_each(|k| self.app(k));
             r.policies.iter().for_each(|k| self.policy(k));
         }
-        if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
-            && let Some((kind, Some(owner_ns), owner)) = owner_of(svc.meta())
-            && kind == "ExposedApp"
-            && let Some(app) = ix.ctx.app(&owner_ns, &owner)
-        {
-            self.network(&app.spec.network);
+    }
+
+    /// A Service's load-balancer addresses moved (`old` -> `new`; `before`: the touched
+    /// pools' fullness before the change, `Index::pool_fullness`). Wakes the apps and
+    /// networks requesting an address that came or went (validation reads who holds it),
+    /// the networks whose pools hold an assigned address that came or went (pool status),
+    /// and, where a pool family turned used up or stopped being so, the owners of the
+    /// pool's Services still waiting for an address (`PoolExhausted`). Time: the moved
+    /// addresses' requesters and touched pools, and the waiting Services of a pool whose
+    /// fullness flipped; never every Service.
+    pub fn addresses_moved(
+        &self,
+        old: Option<&Service>,
+        new: Option<&Service>,
+        before: &Fullness,
+        ix: &Index,
+    ) {
+        let (assigned, requested) = moved_addresses(old, new);
+        for a in assigned.iter().chain(&requested) {
+            for r in ix.requesters_of(*a) {
+                match r {
+                    Requester::App(k) => self.app(k),
+                    Requester::Network(n) => self.network(n),
+                }
+            }
+        }
+        let after = ix.pool_fullness(&assigned);
+        for ((network, pool), full) in &after {
+            self.network(network);
+            if before.get(&(network.clone(), pool.clone())) != Some(full) {
+                for s in ix.pending_in_pool(pool) {
+                    self.child_changed(s.meta());
+                }
+            }
         }
     }
 
