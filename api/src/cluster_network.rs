@@ -235,15 +235,15 @@ pub struct Pool {
     /// (a warning: the network stays Ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
-    pub warn_at_percent: Option<u8>,
+    pub warn_at_percent: Option<i32>,
 }
 
 /// The default of `Pool::warn_at_percent`.
-pub const DEFAULT_POOL_WARN_AT_PERCENT: u8 = 80;
+pub const DEFAULT_POOL_WARN_AT_PERCENT: i32 = 80;
 
 impl Pool {
     /// `warnAtPercent` with its default filled in.
-    pub fn warn_at_percent(&self) -> u8 {
+    pub fn warn_at_percent(&self) -> i32 {
         self.warn_at_percent.unwrap_or(DEFAULT_POOL_WARN_AT_PERCENT)
     }
 }
