@@ -124,9 +124,12 @@ impl PoolUsage {
 }
 
 /// A pool's usage from the live Services: the distinct addresses inside its ranges that
-/// some LoadBalancer Service's status holds, whoever's Service it is (MetalLB and Cilium
-/// assign from the pool's ranges, and an address held outside Gatehouse is just as gone).
-/// A range query per entry: time proportional to the pool's allocated addresses.
+/// some LoadBalancer Service's status holds, whoever's Service it is. By range, not by the
+/// pool annotation: MetalLB also assigns a requested address (`loadBalancerIPs`) from the
+/// pool containing it when the Service names none, Cilium selects Services by label, and an
+/// address held outside Gatehouse is just as gone; two Services sharing one address
+/// (MetalLB's `allow-shared-ip`) use it up once. A range query per entry: time
+/// proportional to the pool's allocated addresses.
 pub fn usage(pool: &Pool, ctx: &Context) -> PoolUsage {
     let mut out = PoolUsage {
         name: pool.name.clone(),
