@@ -666,7 +666,14 @@ async fn an_invalid_spec_is_stalled_naming_the_field_and_recovers_on_a_fix() {
 /// Service is written asking for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_address_held_by_another_service_is_refused_before_the_service_is_written() {
-    let (client, ns, net, _zone) = setup("inuse", json!({})).await;
+    // An address of this run's own (the pool stays in the test's namespace, where MetalLB
+    // does not look): a Service left by an earlier run may still request another one.
+    let held = format!("198.18.1.{}", 10 + std::process::id() % 200);
+    let (client, ns, net, _zone) = setup(
+        "inuse",
+        json!({"loadBalancer": {"pools": [{"name": "external", "addresses": ["198.18.1.0/24"]}]}}),
+    )
+    .await;
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     let holder = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "legacy", "namespace": ns},
         "spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/other", "ports": [{"port": 25}]}});
@@ -675,7 +682,7 @@ async fn a_requested_address_held_by_another_service_is_refused_before_the_servi
         .patch_status(
             "legacy",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}}})),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": held}]}}})),
         )
         .await
         .unwrap();
@@ -687,13 +694,14 @@ async fn a_requested_address_held_by_another_service_is_refused_before_the_servi
             condition(&obj, "Stalled").unwrap().2
         }
     };
-    apply(&client, &app(&ns, "mail", &net, spec("192.0.2.9")), false)
+    apply(&client, &app(&ns, "mail", &net, spec(&held)), false)
         .await
         .unwrap();
     let message = stalled("AddressInUse").await;
     assert!(
-        message.starts_with("spec.tcp[0].addresses[0]: 192.0.2.9 is already assigned to")
-            && message.contains(&format!("Service {ns}/legacy")),
+        message.starts_with(&format!(
+            "spec.tcp[0].addresses[0]: {held} is already assigned to"
+        )) && message.contains(&format!("Service {ns}/legacy")),
         "{message}"
     );
     assert!(
@@ -706,12 +714,12 @@ async fn a_requested_address_held_by_another_service_is_refused_before_the_servi
     let message = stalled("InvalidSpec").await;
     assert!(
         message.contains("spec.tcp[0].addresses[0]")
-            && message.contains("192.0.2.200 is outside pool \"external\""),
+            && message.contains("192.0.2.200 is outside pool \"external\" (198.18.1.0/24)"),
         "{message}"
     );
     assert!(services.get_opt("mail-external").await.unwrap().is_none());
 
-    apply(&client, &app(&ns, "mail", &net, spec("192.0.2.9")), false)
+    apply(&client, &app(&ns, "mail", &net, spec(&held)), false)
         .await
         .unwrap();
     stalled("AddressInUse").await;
@@ -727,10 +735,15 @@ async fn a_requested_address_held_by_another_service_is_refused_before_the_servi
         svc.annotations()
             .get("metallb.io/loadBalancerIPs")
             .map(String::as_str),
-        Some("192.0.2.9"),
+        Some(held.as_str()),
         "written asking for the address the holder let go"
     );
     wait_condition(&apps(&client, &ns), "mail", "Stalled", "False", None, LONG).await;
+    // Its Service goes with it, so no later run finds the address requested.
+    apps(&client, &ns)
+        .delete("mail", &DeleteParams::default())
+        .await
+        .unwrap();
     let _ = gatehouse_api(&client, "ClusterNetwork", None)
         .delete(&net, &DeleteParams::default())
         .await;

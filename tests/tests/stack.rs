@@ -395,6 +395,9 @@ async fn a_full_metallb_pool_stalls_the_next_app_until_an_address_is_freed() {
         json!([{"name": pool, "size": 2, "allocated": 1, "free": 1}])
     );
     println!("pool {pool}: MetalLB held {held:?}; {freed} went from one to three");
+    apps.delete("three", &DeleteParams::default())
+        .await
+        .unwrap();
     delete_network(&client, &net).await;
 }
 
