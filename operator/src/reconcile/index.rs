@@ -467,7 +467,7 @@ impl Index {
             .filter(|s| assigned_addresses(s).is_empty())
     }
 
-    /// For every pool (of a MetalLB or Cilium network) containing one of `addrs`: which
+    /// For every pool of every network containing one of `addrs`: which
     /// of its families are used up. Time: the networks' pools, plus a range query per pool
     /// that contains one (its allocated addresses); nothing when `addrs` is empty.
     pub fn pool_fullness(&self, addrs: &[IpAddr]) -> Fullness {

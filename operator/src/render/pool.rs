@@ -67,18 +67,11 @@ fn cilium_blocks(pool: &Pool) -> Vec<Value> {
         .collect()
 }
 
-/// Number of addresses in a pool (saturating for huge IPv6 pools).
-pub fn pool_size(pool: &Pool) -> i64 {
-    pool.addresses
-        .iter()
-        .filter_map(|a| ip::parse_pool_entry(a))
-        .fold(0i64, |acc, r| acc.saturating_add(r.size()))
-}
-
 /// How much of a pool is in use, per family (`[IPv4, IPv6]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolUsage {
     pub name: String,
+    /// Addresses per family (saturating for huge IPv6 pools).
     pub size: [i64; 2],
     pub allocated: [i64; 2],
 }
