@@ -230,6 +230,22 @@ pub struct Pool {
     /// How addresses are announced: `L2` (ARP/NDP, default) or `BGP`.
     #[serde(default)]
     pub advertisement: Advertisement,
+    /// Warn when this share of the pool's addresses is allocated (1-100, default 80): the
+    /// ClusterNetwork's `PoolCapacity` condition turns False with reason `PoolNearlyFull`
+    /// (a warning: the network stays Ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub warn_at_percent: Option<i32>,
+}
+
+/// The default of `Pool::warn_at_percent`.
+pub const DEFAULT_POOL_WARN_AT_PERCENT: i32 = 80;
+
+impl Pool {
+    /// `warnAtPercent` with its default filled in.
+    pub fn warn_at_percent(&self) -> i32 {
+        self.warn_at_percent.unwrap_or(DEFAULT_POOL_WARN_AT_PERCENT)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -889,10 +905,10 @@ pub struct ClusterNetworkStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled`.
+    /// `Ready`, `Reconciling`, `Stalled`, and `PoolCapacity` when the network has pools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Per pool: address count and how many are allocated to Services.
+    /// Per pool: its size, and how many of its addresses are allocated and free.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolStatus>,
     /// Number of ExposedApps that use this network.
@@ -908,6 +924,11 @@ pub struct PoolStatus {
     pub name: String,
     /// Number of addresses in the pool (saturates at 2^63-1 for large IPv6 pools).
     pub size: i64,
-    /// Addresses currently assigned to LoadBalancer Services of Gatehouse apps.
+    /// Distinct addresses of the pool that LoadBalancer Services hold in their status
+    /// (`status.loadBalancer.ingress`), every Service of the cluster, not only Gatehouse's:
+    /// whoever holds one uses up the pool.
     pub allocated: i64,
+    /// `size - allocated` (never below 0).
+    #[serde(default)]
+    pub free: i64,
 }

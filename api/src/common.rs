@@ -113,6 +113,9 @@ pub mod condition {
     pub const CERTIFICATE_READY: &str = "CertificateReady";
     pub const ADDRESS_ASSIGNED: &str = "AddressAssigned";
     pub const DNS_PUBLISHED: &str = "DNSPublished";
+    /// ClusterNetwork: every load-balancer pool is below its warning threshold. False
+    /// (reason `PoolNearlyFull`) is a warning only: it never makes the network not Ready.
+    pub const POOL_CAPACITY: &str = "PoolCapacity";
 }
 
 /// Every reason Gatehouse writes into a condition or an Event, in one place: code branches
@@ -138,6 +141,12 @@ pub enum Reason {
     ProxyProtocolUnsupported,
     /// A pool with `advertisement: BGP` and no `loadBalancer.bgp` peer: nothing announces it.
     BgpPeerMissing,
+    /// A requested load-balancer address is assigned to, or requested by, another Service.
+    AddressInUse,
+    /// A LoadBalancer Service waits for an address from a pool that has none free.
+    PoolExhausted,
+    /// ClusterNetwork `PoolCapacity=False`: a pool's allocation reached its warning threshold.
+    PoolNearlyFull,
     /// An `fqdn` peer needs `policy.engine: Cilium`.
     FqdnUnsupported,
     /// `auth: OAuth2` on a Gateway tier whose implementation Gatehouse has no auth filter
@@ -161,7 +170,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Ready,
         Reason::Progressing,
         Reason::InvalidSpec,
@@ -171,6 +180,9 @@ impl Reason {
         Reason::NetworkNotFound,
         Reason::ProxyProtocolUnsupported,
         Reason::BgpPeerMissing,
+        Reason::AddressInUse,
+        Reason::PoolExhausted,
+        Reason::PoolNearlyFull,
         Reason::FqdnUnsupported,
         Reason::AuthUnsupported,
         Reason::ReferenceNotFound,
@@ -194,6 +206,9 @@ impl Reason {
             Reason::NetworkNotFound => "NetworkNotFound",
             Reason::ProxyProtocolUnsupported => "ProxyProtocolUnsupported",
             Reason::BgpPeerMissing => "BGPPeerMissing",
+            Reason::AddressInUse => "AddressInUse",
+            Reason::PoolExhausted => "PoolExhausted",
+            Reason::PoolNearlyFull => "PoolNearlyFull",
             Reason::FqdnUnsupported => "FQDNUnsupported",
             Reason::AuthUnsupported => "AuthUnsupported",
             Reason::ReferenceNotFound => "ReferenceNotFound",

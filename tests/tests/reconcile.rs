@@ -658,6 +658,97 @@ async fn an_invalid_spec_is_stalled_naming_the_field_and_recovers_on_a_fix() {
     converge(&client, &ns, "web").await;
 }
 
+/// Issue 12 item 4: a requested load-balancer address that another Service holds (here one
+/// of another load-balancer class, whose status the test writes as its controller would,
+/// so MetalLB leaves it alone) or that lies outside the pool is refused before the app's
+/// Service is written: Stalled, naming the field and the holder. Once the holder lets the
+/// address go (its deletion wakes the app: nothing else about the app changed), the
+/// Service is written asking for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_address_held_by_another_service_is_refused_before_the_service_is_written() {
+    // An address of this run's own (the pool stays in the test's namespace, where MetalLB
+    // does not look): a Service left by an earlier run may still request another one.
+    let held = format!("198.18.1.{}", 10 + std::process::id() % 200);
+    let (client, ns, net, _zone) = setup(
+        "inuse",
+        json!({"loadBalancer": {"pools": [{"name": "external", "addresses": ["198.18.1.0/24"]}]}}),
+    )
+    .await;
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let holder = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "legacy", "namespace": ns},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/other", "ports": [{"port": 25}]}});
+    apply(&client, &holder, false).await.unwrap();
+    services
+        .patch_status(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": held}]}}})),
+        )
+        .await
+        .unwrap();
+    let spec = |addr: &str| json!({"ports": [{"name": "smtp", "port": 25}], "tcp": [{"port": "smtp", "addresses": [addr]}]});
+    let stalled = |reason: &'static str| {
+        let api = apps(&client, &ns);
+        async move {
+            let obj = wait_condition(&api, "mail", "Stalled", "True", Some(reason), LONG).await;
+            condition(&obj, "Stalled").unwrap().2
+        }
+    };
+    apply(&client, &app(&ns, "mail", &net, spec(&held)), false)
+        .await
+        .unwrap();
+    let message = stalled("AddressInUse").await;
+    assert!(
+        message.starts_with(&format!(
+            "spec.tcp[0].addresses[0]: {held} is already assigned to"
+        )) && message.contains(&format!("Service {ns}/legacy")),
+        "{message}"
+    );
+    assert!(
+        services.get_opt("mail-external").await.unwrap().is_none(),
+        "refused before the Service is written"
+    );
+    apply(&client, &app(&ns, "mail", &net, spec("192.0.2.200")), false)
+        .await
+        .unwrap();
+    let message = stalled("InvalidSpec").await;
+    assert!(
+        message.contains("spec.tcp[0].addresses[0]")
+            && message.contains("192.0.2.200 is outside pool \"external\" (198.18.1.0/24)"),
+        "{message}"
+    );
+    assert!(services.get_opt("mail-external").await.unwrap().is_none());
+
+    apply(&client, &app(&ns, "mail", &net, spec(&held)), false)
+        .await
+        .unwrap();
+    stalled("AddressInUse").await;
+    services
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    let svc = eventually(LONG, "mail-external written", || async {
+        services.get_opt("mail-external").await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        svc.annotations()
+            .get("metallb.io/loadBalancerIPs")
+            .map(String::as_str),
+        Some(held.as_str()),
+        "written asking for the address the holder let go"
+    );
+    wait_condition(&apps(&client, &ns), "mail", "Stalled", "False", None, LONG).await;
+    // Its Service goes with it, so no later run finds the address requested.
+    apps(&client, &ns)
+        .delete("mail", &DeleteParams::default())
+        .await
+        .unwrap();
+    let _ = gatehouse_api(&client, "ClusterNetwork", None)
+        .delete(&net, &DeleteParams::default())
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_dns_records_appear_once_the_address_is_assigned() {
     // The pool starts in the test's namespace, where MetalLB does not look: no address.

@@ -259,6 +259,148 @@ async fn metallb_assigns_from_the_named_pool_and_honours_a_requested_address() {
     delete_network(&client, &net).await;
 }
 
+/// Issue 12 item 4 on the real MetalLB: a two-address pool. Two apps fill it; the network
+/// reports size 2, allocated 2, free 0 from MetalLB's assignments, warns with
+/// `PoolCapacity=False` (`PoolNearlyFull`, and a Warning Event) and stays Ready. A third
+/// app's Service stays pending: the app is Stalled with `PoolExhausted` naming the pool.
+/// Deleting the first app frees its address: MetalLB gives it to the pending Service and
+/// the third app goes Ready; deleting the second leaves 1 of 2 (50%) and the warning clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_metallb_pool_stalls_the_next_app_until_an_address_is_freed() {
+    let pool = format!("full-{}", std::process::id());
+    let p = pool.clone();
+    // 198.18.0.40-198.18.0.41: used by no other test (MetalLB rejects overlapping pools).
+    let (client, ns, net, _zone) = setup("poolfull", move |_| {
+        json!({"loadBalancer": {"provider": "MetalLB", "namespace": "metallb-system",
+                                "pools": [{"name": p, "addresses": ["198.18.0.40-198.18.0.41"]}]}})
+    })
+    .await;
+    let spec =
+        json!({"ports": [{"name": "smtp", "port": 25}], "tcp": [{"port": "smtp", "pool": pool}]});
+    let apps = gatehouse_api(&client, "ExposedApp", Some(&ns));
+    let nets = gatehouse_api(&client, "ClusterNetwork", None);
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let address = |s: &Service| -> Option<String> {
+        s.status
+            .as_ref()?
+            .load_balancer
+            .as_ref()?
+            .ingress
+            .as_ref()?
+            .first()?
+            .ip
+            .clone()
+    };
+    for name in ["one", "two"] {
+        apply(&client, &app(&ns, name, &net, spec.clone()), false)
+            .await
+            .unwrap();
+        ready(&client, &ns, name).await;
+    }
+    let mut held = Vec::new();
+    for name in ["one", "two"] {
+        let svc = services.get(&format!("{name}-external")).await.unwrap();
+        held.push(address(&svc).expect("MetalLB assigned an address"));
+    }
+    held.sort();
+    assert_eq!(
+        held,
+        ["198.18.0.40", "198.18.0.41"],
+        "MetalLB filled the pool"
+    );
+
+    let pools = |obj: &DynamicObject| obj.data["status"]["pools"].clone();
+    let obj = wait_condition(
+        &nets,
+        &net,
+        "PoolCapacity",
+        "False",
+        Some("PoolNearlyFull"),
+        LONG,
+    )
+    .await;
+    assert_eq!(
+        pools(&obj),
+        json!([{"name": pool, "size": 2, "allocated": 2, "free": 0}]),
+        "counted from MetalLB's assignments"
+    );
+    let (_, _, message) = condition(&obj, "PoolCapacity").unwrap();
+    assert_eq!(
+        message,
+        format!("pool {pool:?}: 2 of 2 addresses allocated (100%, warnAtPercent 80), 0 free")
+    );
+    assert_eq!(
+        condition(&obj, "Ready").map(|c| c.0),
+        Some("True".into()),
+        "a nearly full pool is a warning, not a failure"
+    );
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), "default");
+    let warned = events
+        .list(
+            &kube::api::ListParams::default()
+                .fields(&format!("involvedObject.name={net},reason=PoolNearlyFull")),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !warned.items.is_empty(),
+        "a Warning Event tells the platform team"
+    );
+
+    apply(&client, &app(&ns, "three", &net, spec.clone()), false)
+        .await
+        .unwrap();
+    let obj = wait_condition(
+        &apps,
+        "three",
+        "Stalled",
+        "True",
+        Some("PoolExhausted"),
+        LONG,
+    )
+    .await;
+    let (_, _, message) = condition(&obj, "Stalled").unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "spec.tcp[0].pool: pool {pool:?} of ClusterNetwork {net} has no free IPv4 address (2 of 2 allocated): Service {ns}/three-external waits for one; free an address or add addresses to the pool"
+        )
+    );
+    let pending = services.get("three-external").await.unwrap();
+    assert_eq!(address(&pending), None, "MetalLB has no address for it");
+
+    // Freeing one: the pending Service gets it, the app goes on by itself.
+    let freed = address(&services.get("one-external").await.unwrap()).unwrap();
+    apps.delete("one", &DeleteParams::default()).await.unwrap();
+    ready(&client, &ns, "three").await;
+    let got = address(&services.get("three-external").await.unwrap());
+    assert_eq!(
+        got.as_deref(),
+        Some(freed.as_str()),
+        "MetalLB gave it the freed address"
+    );
+    let obj = eventually(LONG, "pool status after the move", || async {
+        let obj = nets.get(&net).await.unwrap();
+        (pools(&obj) == json!([{"name": pool, "size": 2, "allocated": 2, "free": 0}]))
+            .then_some(obj)
+    })
+    .await;
+    assert_eq!(condition(&obj, "PoolCapacity").unwrap().1, "PoolNearlyFull");
+
+    // Below the threshold again: the warning clears.
+    apps.delete("two", &DeleteParams::default()).await.unwrap();
+    let obj = wait_condition(&nets, &net, "PoolCapacity", "True", None, LONG).await;
+    assert_eq!(
+        pools(&obj),
+        json!([{"name": pool, "size": 2, "allocated": 1, "free": 1}])
+    );
+    println!("pool {pool}: MetalLB held {held:?}; {freed} went from one to three");
+    apps.delete("three", &DeleteParams::default())
+        .await
+        .unwrap();
+    delete_network(&client, &net).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_dns_publishes_each_tier_into_its_own_bind_and_removes_on_delete() {
     // One zone on both tiers, different addresses: split horizon.

@@ -184,6 +184,15 @@ async fn ips_and_cidrs_must_parse_in_both_families() {
     .await;
     accepted(network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.1-10.0.0.9", "2001:db8::/120"]}]}})))
         .await;
+    for percent in [0, 101] {
+        rejected(
+            network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.0/30"], "warnAtPercent": percent}]}})),
+            &["spec.loadBalancer.pools[0].warnAtPercent"],
+        )
+        .await;
+    }
+    accepted(network(json!({"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.0/30"], "warnAtPercent": 100}]}})))
+        .await;
     rejected(
         network(json!({"ingress": {"external": {"className": "nginx", "addresses": ["nope"]}}})),
         &["spec.ingress.external.addresses[0]"],

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, PoolStatus};
+use gatehouse_api::{ClusterNetwork, ClusterNetworkStatus, Condition, Reason, condition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
-use super::status::{self, Assessment};
+use super::status::{self, Assessment, Detail};
 use super::{RESYNC, Shared, apply, readiness, steps};
 use crate::error::{Error, Result};
-use crate::render::{self, Owner, ip, pool};
+use crate::render::{self, Owner, pool};
 
 /// One reconcile, timed and counted in the metrics.
 pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
@@ -34,7 +35,7 @@ pub async fn reconcile(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Acti
 async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Action> {
     let owner = Owner::of(network.as_ref());
     let rendered = steps::snapshot(&ctx, |snapshot| {
-        render::validate::cluster_network(&network)
+        render::validate::cluster_network(&network, snapshot)
             .map(|valid| render::cluster_network(&valid, snapshot))
     });
     let mut a = Assessment::default();
@@ -57,10 +58,12 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
     let name = network.name_any();
     let previous = network.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let usage = steps::snapshot(&ctx, |snapshot| pool_usage(&network, snapshot));
+    a.capacity = capacity(&network, &usage);
     let status = ClusterNetworkStatus {
         observed_generation: network.meta().generation,
         conditions: status::conditions(&a, network.meta().generation, &previous.conditions, &now),
-        pools: pool_usage(&network, &ctx),
+        pools: usage.iter().map(pool::PoolUsage::status).collect(),
         exposed_apps: ctx
             .index
             .read()
@@ -69,48 +72,79 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
     };
     let api: Api<ClusterNetwork> = Api::all(ctx.client.clone());
     steps::write_status(&ctx, &api, network.as_ref(), &previous, &status).await?;
+    publish_nearly_full(&network, &previous.conditions, &status.conditions, &ctx).await;
     Ok(Action::requeue(RESYNC))
 }
 
-/// Size of each pool and how many of its addresses our LoadBalancer Services hold.
-fn pool_usage(network: &ClusterNetwork, ctx: &Shared) -> Vec<PoolStatus> {
-    let ours: Vec<std::net::IpAddr> = ctx
-        .index
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .load_balancers()
-        .flat_map(|s| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|i| i.ip.as_deref().and_then(ip::parse_ip))
-        })
-        .collect();
+/// Each pool's size and the addresses Services hold in it (pool::usage: a range query on
+/// the context's address index per pool entry, no scan of the Services).
+fn pool_usage(network: &ClusterNetwork, snapshot: &render::Context) -> Vec<pool::PoolUsage> {
     network
         .spec
         .load_balancer
         .pools
         .iter()
-        .map(|p| {
-            let ranges: Vec<ip::Range> = p
-                .addresses
-                .iter()
-                .filter_map(|a| ip::parse_pool_entry(a))
-                .collect();
-            let allocated = ours
-                .iter()
-                .filter(|addr| ranges.iter().any(|r| r.contains(**addr)))
-                .count() as i64;
-            PoolStatus {
-                name: p.name.clone(),
-                size: pool::pool_size(p),
-                allocated,
-            }
-        })
+        .map(|p| pool::usage(p, snapshot))
         .collect()
+}
+
+/// `PoolCapacity`, when the network has pools: False with reason `PoolNearlyFull` naming
+/// every pool at or above its `warnAtPercent`, with its figures.
+fn capacity(network: &ClusterNetwork, usage: &[pool::PoolUsage]) -> Option<Detail> {
+    let pools = &network.spec.load_balancer.pools;
+    if pools.is_empty() {
+        return None;
+    }
+    let warnings: Vec<String> = pools
+        .iter()
+        .zip(usage)
+        .filter_map(|(p, u)| pool::capacity_warning(p, u))
+        .collect();
+    Some(if warnings.is_empty() {
+        Detail {
+            ok: true,
+            reason: Reason::Ready,
+            message: "every pool is below its warnAtPercent".into(),
+        }
+    } else {
+        Detail {
+            ok: false,
+            reason: Reason::PoolNearlyFull,
+            message: warnings.join("; "),
+        }
+    })
+}
+
+/// A Warning Event when `PoolCapacity` turns False, so the platform team hears of a filling
+/// pool before a Service stays pending (once per transition: the figures in the message
+/// change with every allocation, and an Event each time would be noise).
+async fn publish_nearly_full(
+    network: &ClusterNetwork,
+    previous: &[Condition],
+    current: &[Condition],
+    ctx: &Shared,
+) {
+    let warning = |c: &[Condition]| {
+        c.iter()
+            .find(|c| c.type_ == condition::POOL_CAPACITY && c.status == "False")
+            .map(|c| c.message.clone())
+    };
+    let Some(message) = warning(current) else {
+        return;
+    };
+    if warning(previous).is_some() {
+        return;
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Reason::PoolNearlyFull.as_str().into(),
+        note: Some(message),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &network.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing event failed");
+    }
 }
 
 pub fn error_policy(network: Arc<ClusterNetwork>, error: &Error, ctx: Shared) -> Action {

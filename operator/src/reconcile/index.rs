@@ -4,11 +4,13 @@
 //! look up by relation: the render context (networks, apps with their host claims, Services,
 //! Namespaces: what `gatehouse render` builds from its files), apps and policies by network,
 //! who names an app or a Service as a peer, which networks take a tier's addresses from a
-//! Service, our LoadBalancer Services, and the children of each owner. Each watch event
+//! Service, the Services of each load-balancer pool, who requests each load-balancer
+//! address, and the children of each owner. Each watch event
 //! updates it in time proportional to the object; a relist (after a watch gap) drops what
 //! the new list no longer holds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use gatehouse_api::{ClusterNetwork, EgressPolicy, ExposedApp, Peer, Tier};
@@ -17,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::stores::owner_of;
-use crate::render::context::app_hosts;
-use crate::render::{ChildKind, Context};
+use crate::render::context::{app_hosts, assigned_addresses, pool_of_service, requested_addresses};
+use crate::render::{ChildKind, Context, ip, pool};
 
 /// (namespace, name).
 pub type Key = (String, String);
@@ -86,9 +88,45 @@ fn key_of<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
 }
 
-fn is_our_load_balancer(s: &Service) -> bool {
-    owner_of(s.meta()).is_some()
-        && s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+/// Who asks for a load-balancer address in its spec: an app (`tcp[].addresses`) or a
+/// network (`ingress.<tier>.loadBalancer.addresses`). Validation reads who else holds
+/// the address, so they re-run when a holder changes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Requester {
+    App(Key),
+    Network(String),
+}
+
+fn app_requests(app: &ExposedApp) -> BTreeSet<IpAddr> {
+    app.spec
+        .tcp
+        .iter()
+        .flat_map(|t| &t.addresses)
+        .filter_map(|a| ip::parse_ip(a))
+        .collect()
+}
+
+fn network_requests(n: &ClusterNetwork) -> BTreeSet<IpAddr> {
+    Tier::ALL
+        .iter()
+        .filter_map(|t| n.spec.ingress.get(*t)?.load_balancer.as_ref())
+        .flat_map(|lb| &lb.addresses)
+        .filter_map(|a| ip::parse_ip(a))
+        .collect()
+}
+
+/// (network, pool) -> which families of the pool are used up (see `PoolUsage::full`).
+pub type Fullness = BTreeMap<(String, String), [bool; 2]>;
+
+/// The load-balancer addresses a Service change moved: assigned (status) ones that came or
+/// went, and requested ones that came or went.
+pub fn moved_addresses(old: Option<&Service>, new: Option<&Service>) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let diff = |f: fn(&Service) -> Vec<IpAddr>| {
+        let a: BTreeSet<IpAddr> = old.map(f).unwrap_or_default().into_iter().collect();
+        let b: BTreeSet<IpAddr> = new.map(f).unwrap_or_default().into_iter().collect();
+        a.symmetric_difference(&b).copied().collect::<Vec<_>>()
+    };
+    (diff(assigned_addresses), diff(requested_addresses))
 }
 
 #[derive(Default)]
@@ -103,8 +141,11 @@ pub struct Index {
     referrers: HashMap<(bool, Key), Referrers>,
     /// Service -> networks whose ingress tier takes its addresses from it.
     tier_services: HashMap<Key, BTreeSet<String>>,
-    /// Our LoadBalancer Services (their addresses count against the networks' pools).
-    load_balancers: BTreeSet<Key>,
+    /// Pool name -> the LoadBalancer Services naming it (MetalLB's annotation, the Cilium
+    /// pool label): whose owners to wake when the pool fills up or frees an address.
+    pool_members: HashMap<String, BTreeSet<Key>>,
+    /// Load-balancer address -> the apps and networks requesting it in their spec.
+    requesters: HashMap<IpAddr, BTreeSet<Requester>>,
     /// owner -> its children as the caches hold them.
     children: HashMap<OwnerKey, BTreeSet<ChildKey>>,
     /// child -> owner, to move or drop a child's entry when its labels change or it goes.
@@ -179,6 +220,12 @@ impl Index {
                     .insert(name.clone());
             }
         }
+        for a in network_requests(&n) {
+            self.requesters
+                .entry(a)
+                .or_default()
+                .insert(Requester::Network(name.clone()));
+        }
         self.ctx.insert_network(n);
         old
     }
@@ -196,6 +243,9 @@ impl Index {
             if let Some(key) = n.tier_address_service(tier) {
                 remove_from(&mut self.tier_services, &key, &name);
             }
+        }
+        for a in network_requests(n) {
+            remove_from(&mut self.requesters, &a, &Requester::Network(name.clone()));
         }
     }
 
@@ -216,6 +266,12 @@ impl Index {
                 .apps
                 .insert(key.clone());
         }
+        for addr in app_requests(&a) {
+            self.requesters
+                .entry(addr)
+                .or_default()
+                .insert(Requester::App(key.clone()));
+        }
         self.ctx.insert_app(a);
         old
     }
@@ -231,6 +287,9 @@ impl Index {
                     self.referrers.remove(&t);
                 }
             }
+        }
+        for addr in app_requests(&old) {
+            remove_from(&mut self.requesters, &addr, &Requester::App(key.clone()));
         }
         self.ctx.remove_app(namespace, name);
         Some(old)
@@ -276,10 +335,14 @@ impl Index {
     pub fn upsert_service(&mut self, s: Arc<Service>) -> Option<Arc<Service>> {
         let key = key_of(s.as_ref());
         let old = self.ctx.services.get(&key).cloned();
-        if is_our_load_balancer(&s) {
-            self.load_balancers.insert(key.clone());
-        } else {
-            self.load_balancers.remove(&key);
+        if let Some(p) = old.as_deref().and_then(pool_of_service) {
+            remove_from(&mut self.pool_members, &p.to_string(), &key);
+        }
+        if let Some(p) = pool_of_service(&s) {
+            self.pool_members
+                .entry(p.to_string())
+                .or_default()
+                .insert(key.clone());
         }
         self.upsert_child(ChildKind::Service, s.meta());
         self.ctx.insert_service(s);
@@ -289,7 +352,9 @@ impl Index {
     pub fn remove_service(&mut self, namespace: &str, name: &str) -> Option<Arc<Service>> {
         let key = (namespace.to_string(), name.to_string());
         let old = self.ctx.services.get(&key).cloned()?;
-        self.load_balancers.remove(&key);
+        if let Some(p) = pool_of_service(&old) {
+            remove_from(&mut self.pool_members, &p.to_string(), &key);
+        }
         self.remove_child(ChildKind::Service, Some(namespace), name);
         self.ctx.remove_service(namespace, name);
         Some(old)
@@ -361,11 +426,6 @@ impl Index {
     pub fn retain_networks(&mut self, exists: impl FnMut(&String) -> bool) {
         for name in gone(self.ctx.networks.keys(), exists) {
             self.remove_network(&name);
-        }
-    }
-    pub fn retain_services(&mut self, exists: impl FnMut(&Key) -> bool) {
-        for (ns, name) in gone(self.ctx.services.keys(), exists) {
-            self.remove_service(&ns, &name);
         }
     }
     pub fn retain_namespaces(&mut self, exists: impl FnMut(&String) -> bool) {
@@ -449,11 +509,43 @@ impl Index {
         out
     }
 
-    /// Our LoadBalancer Services.
-    pub fn load_balancers(&self) -> impl Iterator<Item = &Arc<Service>> {
-        self.load_balancers
-            .iter()
+    /// The apps and networks requesting load-balancer address `addr`.
+    pub fn requesters_of(&self, addr: IpAddr) -> impl Iterator<Item = &Requester> {
+        self.requesters.get(&addr).into_iter().flatten()
+    }
+
+    /// The LoadBalancer Services naming `pool` that hold no address yet.
+    pub fn pending_in_pool(&self, pool: &str) -> impl Iterator<Item = &Arc<Service>> {
+        self.pool_members
+            .get(pool)
+            .into_iter()
+            .flatten()
             .filter_map(|k| self.ctx.services.get(k))
+            .filter(|s| assigned_addresses(s).is_empty())
+    }
+
+    /// For every pool of every network containing one of `addrs`: which
+    /// of its families are used up. Time: the networks' pools, plus a range query per pool
+    /// that contains one (its allocated addresses); nothing when `addrs` is empty.
+    pub fn pool_fullness(&self, addrs: &[IpAddr]) -> Fullness {
+        let mut out = Fullness::new();
+        if addrs.is_empty() {
+            return out;
+        }
+        for (name, n) in &self.ctx.networks {
+            for p in &n.spec.load_balancer.pools {
+                let touched = p
+                    .addresses
+                    .iter()
+                    .filter_map(|e| ip::parse_pool_entry(e))
+                    .any(|r| addrs.iter().any(|a| r.contains(*a)));
+                if touched {
+                    let full = pool::usage(p, &self.ctx).full();
+                    out.insert((name.clone(), p.name.clone()), full);
+                }
+            }
+        }
+        out
     }
 
     /// How many children of ours the caches hold, per kind (the children-managed gauge).
@@ -580,15 +672,81 @@ mod tests {
             ix.children_of(&owner),
             vec![(ChildKind::Service, Some("a".into()), "web-external".into())]
         );
-        assert_eq!(ix.load_balancers().count(), 1);
-        // Labels removed by hand: no longer ours, no longer counted.
+        // Labels removed by hand: no longer ours.
         ix.upsert_service(service("a", "web-external", json!({}), "LoadBalancer"));
         assert!(ix.children_of(&owner).is_empty());
-        assert_eq!(ix.load_balancers().count(), 0);
         ix.upsert_service(service("a", "web-external", ours, "LoadBalancer"));
         ix.remove_service("a", "web-external");
         assert!(ix.children_of(&owner).is_empty());
         assert!(ix.ctx.service("a", "web-external").is_none());
+    }
+
+    #[test]
+    fn pools_know_their_waiting_services_requests_their_requesters_and_fullness_flips() {
+        let mut ix = Index::default();
+        let n: ClusterNetwork = serde_json::from_value(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ClusterNetwork", "metadata": {"name": "n1"},
+            "spec": {"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.1-10.0.0.2"]}]},
+                     "ingress": {"external": {"className": "x", "namespace": "ing", "podSelector": {"matchLabels": {"a": "b"}},
+                                              "loadBalancer": {"addresses": ["10.0.0.9"]}}}},
+        }))
+        .unwrap();
+        ix.upsert_network(Arc::new(n));
+        ix.upsert_app(app(
+            "a",
+            "mail",
+            json!({"network": "n1", "selector": {"x": "y"},
+            "tcp": [{"port": "http", "addresses": ["10.0.0.1"]}]}),
+        ));
+        let lb = |name: &str, ips: &[&str]| -> Arc<Service> {
+            Arc::new(
+                serde_json::from_value(json!({
+                    "metadata": {"name": name, "namespace": "s", "annotations": {"metallb.io/address-pool": "p"}},
+                    "spec": {"type": "LoadBalancer"},
+                    "status": {"loadBalancer": {"ingress": ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>()}},
+                }))
+                .unwrap(),
+            )
+        };
+        let addr = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            ix.requesters_of(addr("10.0.0.1")).collect::<Vec<_>>(),
+            [&Requester::App(key("a", "mail"))]
+        );
+        assert_eq!(
+            ix.requesters_of(addr("10.0.0.9")).collect::<Vec<_>>(),
+            [&Requester::Network("n1".into())]
+        );
+        ix.upsert_service(lb("first", &["10.0.0.1"]));
+        ix.upsert_service(lb("waiting", &[]));
+        let pool = ("n1".to_string(), "p".to_string());
+        let touched = [addr("10.0.0.2")];
+        let before = ix.pool_fullness(&touched);
+        assert_eq!(before.get(&pool), Some(&[false, false]));
+        let second = lb("second", &["10.0.0.2"]);
+        assert_eq!(
+            moved_addresses(None, Some(&second)).0,
+            touched,
+            "the address it came to hold"
+        );
+        ix.upsert_service(second);
+        assert_eq!(
+            ix.pool_fullness(&touched).get(&pool),
+            Some(&[true, false]),
+            "IPv4 used up"
+        );
+        let waiting: Vec<String> = ix.pending_in_pool("p").map(|s| s.name_any()).collect();
+        assert_eq!(waiting, ["waiting"], "only the Service without an address");
+        assert!(
+            ix.pool_fullness(&[addr("10.9.9.9")]).is_empty(),
+            "in no pool"
+        );
+        ix.remove_service("s", "second");
+        assert_eq!(ix.pool_fullness(&touched).get(&pool), Some(&[false, false]));
+        ix.remove_app("a", "mail");
+        assert_eq!(ix.requesters_of(addr("10.0.0.1")).count(), 0);
+        ix.remove_network("n1");
+        assert_eq!(ix.requesters_of(addr("10.0.0.9")).count(), 0);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Assessment {
     pub certificate: Option<Detail>,
     pub address: Option<Detail>,
     pub dns: Option<Detail>,
+    /// ClusterNetwork `PoolCapacity`: a warning only, never a reason for not Ready.
+    pub capacity: Option<Detail>,
 }
 
 fn cond(
@@ -180,6 +182,7 @@ pub fn conditions(
         (condition::CERTIFICATE_READY, &a.certificate),
         (condition::ADDRESS_ASSIGNED, &a.address),
         (condition::DNS_PUBLISHED, &a.dns),
+        (condition::POOL_CAPACITY, &a.capacity),
     ] {
         if let Some(d) = d {
             out.push(cond(
@@ -303,6 +306,29 @@ mod tests {
         };
         let c = conditions(&a, Some(1), &[], &t("2026-01-01T00:00:00Z"));
         assert_eq!(by_type(&c, "Stalled").reason, "FQDNUnsupported");
+    }
+
+    #[test]
+    fn a_nearly_full_pool_warns_and_the_network_stays_ready() {
+        let a = Assessment {
+            resources: vec![ready_resource()],
+            capacity: Some(Detail {
+                ok: false,
+                reason: Reason::PoolNearlyFull,
+                message: "pool \"p\": 2 of 2 addresses allocated".into(),
+            }),
+            ..Default::default()
+        };
+        let c = conditions(&a, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        assert_eq!(by_type(&c, "Ready").status, "True");
+        assert_eq!(by_type(&c, "Stalled").status, "False");
+        assert_eq!(by_type(&c, "Reconciling").status, "False");
+        let p = by_type(&c, "PoolCapacity");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("False", "PoolNearlyFull")
+        );
+        assert!(p.message.contains("pool \"p\""), "{}", p.message);
     }
 
     #[test]

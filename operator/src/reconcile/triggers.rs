@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::index::{Index, Key, hosts_of};
+use super::index::{Fullness, Index, Key, Requester, hosts_of, moved_addresses};
 use super::stores::owner_of;
 
 #[derive(Clone)]
@@ -97,12 +97,9 @@ impl Triggers {
         }
     }
 
-    /// A Service changed: its owner (if it is our child), apps on networks whose tier
-    /// addresses come from it, apps and policies naming it as a peer, and the network whose
-    /// pool usage counts it.
     /// A Service changed: its owner (unless `echo`: the event only shows our own write),
-    /// the apps on networks whose tier it fronts, referrers naming it as a peer, and for our
-    /// LoadBalancer Services the network (pool usage).
+    /// the apps on networks whose tier it fronts, and referrers naming it as a peer. What
+    /// its load-balancer addresses mean for pools and requests: [`Self::addresses_moved`].
     pub fn service_changed(&self, svc: &Service, echo: bool, ix: &Index) {
         if !echo {
             self.child_changed(svc.meta());
@@ -117,12 +114,40 @@ impl Triggers {
             r.apps.iter().for_each(|k| self.app(k));
             r.policies.iter().for_each(|k| self.policy(k));
         }
-        if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
-            && let Some((kind, Some(owner_ns), owner)) = owner_of(svc.meta())
-            && kind == "ExposedApp"
-            && let Some(app) = ix.ctx.app(&owner_ns, &owner)
-        {
-            self.network(&app.spec.network);
+    }
+
+    /// A Service's load-balancer addresses moved (`old` -> `new`; `before`: the touched
+    /// pools' fullness before the change, `Index::pool_fullness`). Wakes the apps and
+    /// networks requesting an address that came or went (validation reads who holds it),
+    /// the networks whose pools hold an assigned address that came or went (pool status),
+    /// and, where a pool family turned used up or stopped being so, the owners of the
+    /// pool's Services still waiting for an address (`PoolExhausted`). Time: the moved
+    /// addresses' requesters and touched pools, and the waiting Services of a pool whose
+    /// fullness flipped; never every Service.
+    pub fn addresses_moved(
+        &self,
+        old: Option<&Service>,
+        new: Option<&Service>,
+        before: &Fullness,
+        ix: &Index,
+    ) {
+        let (assigned, requested) = moved_addresses(old, new);
+        for a in assigned.iter().chain(&requested) {
+            for r in ix.requesters_of(*a) {
+                match r {
+                    Requester::App(k) => self.app(k),
+                    Requester::Network(n) => self.network(n),
+                }
+            }
+        }
+        let after = ix.pool_fullness(&assigned);
+        for ((network, pool), full) in &after {
+            self.network(network);
+            if before.get(&(network.clone(), pool.clone())) != Some(full) {
+                for s in ix.pending_in_pool(pool) {
+                    self.child_changed(s.meta());
+                }
+            }
         }
     }
 
@@ -179,5 +204,156 @@ impl Triggers {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    type Receivers = (
+        UnboundedReceiver<ObjectRef<ExposedApp>>,
+        UnboundedReceiver<ObjectRef<ClusterNetwork>>,
+    );
+
+    fn triggers() -> (Triggers, Receivers) {
+        let (apps, app_rx) = unbounded_channel();
+        let (policies, _) = unbounded_channel();
+        let (networks, net_rx) = unbounded_channel();
+        (
+            Triggers {
+                apps,
+                policies,
+                networks,
+            },
+            (app_rx, net_rx),
+        )
+    }
+
+    fn drain<K: kube::Resource>(rx: &mut UnboundedReceiver<ObjectRef<K>>) -> Vec<String>
+    where
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let mut out: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|r| match r.namespace {
+                Some(ns) => format!("{ns}/{}", r.name),
+                None => r.name,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A LoadBalancer Service of app `owner` in namespace `s`, naming pool `p`.
+    fn lb(name: &str, owner: &str, ips: &[&str], requested: Option<&str>) -> Arc<Service> {
+        let mut annotations = json!({"metallb.io/address-pool": "p"});
+        if let Some(r) = requested {
+            annotations["metallb.io/loadBalancerIPs"] = json!(r);
+        }
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "s", "annotations": annotations,
+                             "labels": {"app.kubernetes.io/managed-by": "gatehouse", "gatehouse.dev/owner-kind": "ExposedApp",
+                                        "gatehouse.dev/owner-name": owner, "gatehouse.dev/owner-namespace": "s"}},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>()}},
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// As the Service watch does it: fullness before, the index update, then the triggers.
+    fn apply(t: &Triggers, ix: &mut Index, new: Option<Arc<Service>>, old_name: &str) {
+        let old = ix.ctx.services.get(&("s".into(), old_name.into())).cloned();
+        let moved = moved_addresses(old.as_deref(), new.as_deref()).0;
+        let before = ix.pool_fullness(&moved);
+        match &new {
+            Some(s) => {
+                ix.upsert_service(s.clone());
+            }
+            None => {
+                ix.remove_service("s", old_name);
+            }
+        }
+        t.addresses_moved(old.as_deref(), new.as_deref(), &before, ix);
+    }
+
+    #[test]
+    fn moved_addresses_wake_requesters_the_pool_network_and_on_a_flip_the_waiting() {
+        let (t, (mut apps, mut nets)) = triggers();
+        let mut ix = Index::default();
+        let n: ClusterNetwork = serde_json::from_value(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ClusterNetwork", "metadata": {"name": "n1"},
+            "spec": {"loadBalancer": {"provider": "MetalLB", "pools": [{"name": "p", "addresses": ["10.0.0.1-10.0.0.2"]}]}},
+        }))
+        .unwrap();
+        ix.upsert_network(Arc::new(n));
+        let app: ExposedApp = serde_json::from_value(json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ExposedApp", "metadata": {"name": "asks", "namespace": "s"},
+            "spec": {"network": "n1", "selector": {"a": "b"}, "ports": [{"name": "smtp", "port": 25}],
+                     "tcp": [{"port": "smtp", "addresses": ["10.0.0.2"]}]},
+        }))
+        .unwrap();
+        ix.upsert_app(Arc::new(app));
+        apply(
+            &t,
+            &mut ix,
+            Some(lb("waiting-external", "waiting", &[], None)),
+            "waiting-external",
+        );
+        assert!(
+            drain(&mut apps).is_empty() && drain(&mut nets).is_empty(),
+            "nothing moved"
+        );
+
+        apply(
+            &t,
+            &mut ix,
+            Some(lb("one-external", "one", &["10.0.0.1"], None)),
+            "one-external",
+        );
+        assert_eq!(drain(&mut nets), ["n1"], "the pool's network (status)");
+        assert!(
+            drain(&mut apps).is_empty(),
+            "1 of 2: no flip, no requester of 10.0.0.1"
+        );
+
+        // The last address goes: the requester of it, and the waiting Service's owner.
+        apply(
+            &t,
+            &mut ix,
+            Some(lb("two-external", "two", &["10.0.0.2"], None)),
+            "two-external",
+        );
+        assert_eq!(drain(&mut nets), ["n1"]);
+        assert_eq!(drain(&mut apps), ["s/asks", "s/waiting"]);
+
+        // A change that moves no address wakes nobody here.
+        apply(
+            &t,
+            &mut ix,
+            Some(lb("two-external", "two", &["10.0.0.2"], None)),
+            "two-external",
+        );
+        assert!(drain(&mut apps).is_empty() && drain(&mut nets).is_empty());
+
+        // An address freed: the pool stops being full, the waiting owner hears of it.
+        apply(&t, &mut ix, None, "one-external");
+        assert_eq!(drain(&mut nets), ["n1"]);
+        assert_eq!(drain(&mut apps), ["s/waiting"]);
+
+        // A request that comes or goes wakes the app requesting the same address.
+        apply(
+            &t,
+            &mut ix,
+            Some(lb("waiting-external", "waiting", &[], Some("10.0.0.2"))),
+            "waiting-external",
+        );
+        assert_eq!(drain(&mut apps), ["s/asks"]);
+        assert!(drain(&mut nets).is_empty(), "no assigned address moved");
     }
 }

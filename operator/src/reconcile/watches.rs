@@ -337,12 +337,20 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
         match e {
             Apply(o) => {
                 let o = shared_of(&st.services, o);
+                let key = (o.namespace().unwrap_or_default(), o.name_any());
+                let old = w.ctx.services.get(&key).cloned();
+                let before = w.pool_fullness(&index::moved_addresses(old.as_deref(), Some(&o)).0);
                 w.upsert_service(o.clone());
                 let echo = echo_of_our_write(ChildKind::Service, &o.metadata, &v);
                 t.service_changed(&o, echo, &w);
+                t.addresses_moved(old.as_deref(), Some(&o), &before, &w);
             }
             InitApply(_) => {}
             Delete(o) => {
+                let key = (o.namespace().unwrap_or_default(), o.name_any());
+                let old = w.ctx.services.get(&key).cloned();
+                let gone = old.as_deref().unwrap_or(&o);
+                let before = w.pool_fullness(&index::moved_addresses(Some(gone), None).0);
                 w.remove_service(&o.namespace().unwrap_or_default(), &o.name_any());
                 v.lock().unwrap_or_else(|e| e.into_inner()).remove(&(
                     ChildKind::Service,
@@ -350,6 +358,7 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                     o.name_any(),
                 ));
                 t.service_changed(&o, false, &w);
+                t.addresses_moved(Some(gone), None, &before, &w);
             }
             Init => {}
             InitDone => {
@@ -362,12 +371,34 @@ pub fn start(client: &Client, served: &[ChildKind], triggers: &triggers::Trigger
                         *k != ChildKind::Service || exists(ns.as_deref().unwrap_or_default(), name)
                     });
                 for o in st.services.state() {
-                    let old = w.upsert_service(o.clone());
-                    if changed(old.as_deref(), &o) {
-                        t.service_changed(&o, false, &w);
+                    let old = w
+                        .ctx
+                        .services
+                        .get(&(o.namespace().unwrap_or_default(), o.name_any()))
+                        .cloned();
+                    if !changed(old.as_deref(), &o) {
+                        w.upsert_service(o);
+                        continue;
                     }
+                    let moved = index::moved_addresses(old.as_deref(), Some(&o)).0;
+                    let before = w.pool_fullness(&moved);
+                    w.upsert_service(o.clone());
+                    t.service_changed(&o, false, &w);
+                    t.addresses_moved(old.as_deref(), Some(&o), &before, &w);
                 }
-                w.retain_services(|(ns, name)| exists(ns, name));
+                let gone: Vec<Arc<Service>> = w
+                    .ctx
+                    .services
+                    .iter()
+                    .filter(|((ns, name), _)| !exists(ns, name))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                for s in gone {
+                    let before = w.pool_fullness(&index::moved_addresses(Some(&s), None).0);
+                    w.remove_service(&s.namespace().unwrap_or_default(), &s.name_any());
+                    t.service_changed(&s, false, &w);
+                    t.addresses_moved(Some(&s), None, &before, &w);
+                }
             }
         }
     }));

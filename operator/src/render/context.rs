@@ -24,6 +24,102 @@ pub fn is_api_server_slice(s: &EndpointSlice) -> bool {
         && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(API_SERVER_SERVICE)
 }
 
+/// The annotations through which a LoadBalancer Service asks its provider for addresses
+/// (MetalLB's current and legacy ones, Cilium LB-IPAM's current and legacy ones), each a
+/// comma-separated list; `spec.loadBalancerIP` (deprecated) asks too.
+pub const REQUESTED_ADDRESS_ANNOTATIONS: [&str; 4] = [
+    "metallb.io/loadBalancerIPs",
+    "metallb.universe.tf/loadBalancerIPs",
+    "lbipam.cilium.io/ips",
+    "io.cilium/lb-ipam-ips",
+];
+/// The annotations naming the MetalLB pool a Service takes its address from.
+pub const POOL_ANNOTATIONS: [&str; 2] = [
+    "metallb.io/address-pool",
+    "metallb.universe.tf/address-pool",
+];
+
+fn is_load_balancer(s: &Service) -> bool {
+    s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+}
+
+/// The addresses a LoadBalancer Service holds: those in its status (what the provider
+/// assigned). Another type of Service holds none.
+pub fn assigned_addresses(s: &Service) -> Vec<IpAddr> {
+    if !is_load_balancer(s) {
+        return vec![];
+    }
+    let mut out: Vec<IpAddr> = s
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref().and_then(super::ip::parse_ip))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The addresses a LoadBalancer Service asks for (the provider annotations and
+/// `spec.loadBalancerIP`), whether or not it got them.
+pub fn requested_addresses(s: &Service) -> Vec<IpAddr> {
+    if !is_load_balancer(s) {
+        return vec![];
+    }
+    let annotations = s.metadata.annotations.as_ref();
+    let mut out: Vec<IpAddr> = REQUESTED_ADDRESS_ANNOTATIONS
+        .iter()
+        .filter_map(|k| annotations.and_then(|a| a.get(*k)))
+        .flat_map(|v| v.split(','))
+        .chain(s.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref()))
+        .filter_map(super::ip::parse_ip)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The pool a LoadBalancer Service names: MetalLB's annotation or the Cilium pool label
+/// Gatehouse sets (`gatehouse.dev/pool`).
+pub fn pool_of_service(s: &Service) -> Option<&str> {
+    if !is_load_balancer(s) {
+        return None;
+    }
+    let annotations = s.metadata.annotations.as_ref();
+    POOL_ANNOTATIONS
+        .iter()
+        .find_map(|k| annotations.and_then(|a| a.get(*k)))
+        .or_else(|| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(gatehouse_api::labels::POOL))
+        })
+        .map(String::as_str)
+}
+
+/// Who holds a load-balancer address, for messages: `Service ns/name`, with its Gatehouse
+/// owner when it has one.
+pub fn describe_holder(ctx: &Context, (ns, name): &Key) -> String {
+    use gatehouse_api::labels;
+    let owner = ctx.service(ns, name).and_then(|s| {
+        let l = s.metadata.labels.as_ref()?;
+        if l.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::MANAGED_BY_VALUE) {
+            return None;
+        }
+        let kind = l.get(labels::OWNER_KIND)?;
+        let owner = l.get(labels::OWNER_NAME)?;
+        Some(match l.get(labels::OWNER_NAMESPACE) {
+            Some(ons) => format!(" (of {kind} {ons}/{owner})"),
+            None => format!(" (of {kind} {owner})"),
+        })
+    });
+    format!("Service {ns}/{name}{}", owner.unwrap_or_default())
+}
+
 /// Where the API server is reached (see `Context::api_server`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiServer {
@@ -68,6 +164,29 @@ pub struct Context {
     /// host -> apps naming it, earliest claim first; kept in step with `apps` so a host
     /// check is a lookup, not a scan of every app.
     host_claims: std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
+    /// Load-balancer address -> the Services whose status holds it, ordered by address so
+    /// a pool's allocation is a range query (no scan of every Service).
+    assigned: BTreeMap<IpAddr, std::collections::BTreeSet<Key>>,
+    /// Load-balancer address -> the Services asking for it (annotations, loadBalancerIP).
+    requested: BTreeMap<IpAddr, std::collections::BTreeSet<Key>>,
+}
+
+fn index_addresses(
+    map: &mut BTreeMap<IpAddr, std::collections::BTreeSet<Key>>,
+    addresses: Vec<IpAddr>,
+    key: &Key,
+    add: bool,
+) {
+    for a in addresses {
+        if add {
+            map.entry(a).or_default().insert(key.clone());
+        } else if let Some(set) = map.get_mut(&a) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(&a);
+            }
+        }
+    }
 }
 
 fn key<K: ResourceExt>(obj: &K) -> Key {
@@ -131,11 +250,33 @@ impl Context {
         self.networks.remove(name);
     }
     pub fn insert_service(&mut self, s: Arc<Service>) {
-        self.services.insert(key(s.as_ref()), s);
+        let k = key(s.as_ref());
+        self.remove_service(&k.0, &k.1);
+        index_addresses(&mut self.assigned, assigned_addresses(&s), &k, true);
+        index_addresses(&mut self.requested, requested_addresses(&s), &k, true);
+        self.services.insert(k, s);
     }
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
-        self.services
-            .remove(&(namespace.to_string(), name.to_string()));
+        let k = (namespace.to_string(), name.to_string());
+        if let Some(old) = self.services.remove(&k) {
+            index_addresses(&mut self.assigned, assigned_addresses(&old), &k, false);
+            index_addresses(&mut self.requested, requested_addresses(&old), &k, false);
+        }
+    }
+
+    /// The Services whose status holds load-balancer address `ip`.
+    pub fn assigned_to(&self, ip: IpAddr) -> impl Iterator<Item = &Key> {
+        self.assigned.get(&ip).into_iter().flatten()
+    }
+    /// The Services asking for load-balancer address `ip`.
+    pub fn requested_by(&self, ip: IpAddr) -> impl Iterator<Item = &Key> {
+        self.requested.get(&ip).into_iter().flatten()
+    }
+    /// The held load-balancer addresses inside `range`, in order: a range query, in time
+    /// proportional to what the range holds.
+    pub fn assigned_in(&self, range: &super::ip::Range) -> impl Iterator<Item = IpAddr> + '_ {
+        let (first, last) = super::ip::bounds(range);
+        self.assigned.range(first..=last).map(|(a, _)| *a)
     }
     pub fn insert_namespace(&mut self, n: Arc<Namespace>) {
         self.namespaces.insert(n.name_any(), n);

@@ -31,6 +31,16 @@ pub fn family_of(ip: IpAddr) -> IpFamily {
     }
 }
 
+/// The first and last address of a range, as addresses (for range queries on ordered
+/// address maps: `IpAddr` orders every IPv4 address before every IPv6 one, each numerically).
+pub fn bounds(r: &Range) -> (IpAddr, IpAddr) {
+    let of = |v: u128| match r.family {
+        IpFamily::IPv4 => IpAddr::V4(std::net::Ipv4Addr::from(v as u32)),
+        IpFamily::IPv6 => IpAddr::V6(std::net::Ipv6Addr::from(v)),
+    };
+    (of(r.first), of(r.last))
+}
+
 fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u32::from(v4) as u128,

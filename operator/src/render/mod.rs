@@ -85,6 +85,7 @@ pub fn exposed_app(valid: &ValidApp<'_>, ctx: &Context) -> Rendered {
     for tier in Tier::ALL {
         out.push(service::load_balancer(app, network, tier, &owner));
     }
+    service::app_capacity(app, network, ctx, &mut out.findings);
     for tier in Tier::ALL {
         out.children
             .extend(ingress::ingresses(app, network, tier, &owner));
@@ -182,7 +183,7 @@ pub fn render_cluster_network(
     network: &ClusterNetwork,
     ctx: &Context,
 ) -> Result<Rendered, Findings> {
-    validate::cluster_network(network).map(|valid| cluster_network(&valid, ctx))
+    validate::cluster_network(network, ctx).map(|valid| cluster_network(&valid, ctx))
 }
 
 /// Renders the children of a validated ClusterNetwork.
@@ -194,6 +195,7 @@ pub fn cluster_network(valid: &ValidNetwork<'_>, ctx: &Context) -> Rendered {
     for tier in Tier::ALL {
         out.push(service::tier_load_balancer(network, tier, &owner));
     }
+    service::tier_capacity(network, ctx, &mut out.findings);
     out.children
         .extend(bgp::bgp(network, &owner, &mut out.findings));
     out.children

@@ -228,6 +228,136 @@ pub fn tier_load_balancer(network: &ClusterNetwork, tier: Tier, owner: &Owner) -
     Some(Child::with_spec(ChildKind::Service, meta, spec))
 }
 
+/// The app's LoadBalancer Services that wait for an address from a pool with none free
+/// (see [`check_capacity`]), each named at its tier's first `tcp[]` entry.
+pub fn app_capacity(
+    app: &ExposedApp,
+    network: &ClusterNetwork,
+    ctx: &Context,
+    findings: &mut Findings,
+) {
+    let namespace = app.namespace().unwrap_or_default();
+    for tier in Tier::ALL {
+        let Some((i, first)) = app
+            .spec
+            .tcp
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.exposure == tier)
+        else {
+            continue;
+        };
+        let requested: Vec<&String> = app
+            .spec
+            .tcp
+            .iter()
+            .filter(|t| t.exposure == tier)
+            .flat_map(|t| &t.addresses)
+            .collect();
+        check_capacity(
+            network,
+            ctx,
+            pool_of(network, tier, &first.pool).as_deref(),
+            &requested,
+            (&namespace, &load_balancer_name(app, tier)),
+            format!("spec.tcp[{i}].pool"),
+            findings,
+        );
+    }
+}
+
+/// The same for the tiers' own LoadBalancer Services (`ingress.<tier>.loadBalancer`).
+pub fn tier_capacity(network: &ClusterNetwork, ctx: &Context, findings: &mut Findings) {
+    for tier in Tier::ALL {
+        let Some(lb) = network
+            .spec
+            .ingress
+            .get(tier)
+            .and_then(|t| t.load_balancer.as_ref())
+        else {
+            continue;
+        };
+        let Some((ns, name)) = network.tier_address_service(tier) else {
+            continue;
+        };
+        let requested: Vec<&String> = lb.addresses.iter().collect();
+        check_capacity(
+            network,
+            ctx,
+            pool_of(network, tier, &lb.pool).as_deref(),
+            &requested,
+            (&ns, &name),
+            format!("spec.ingress.{tier}.loadBalancer.pool"),
+            findings,
+        );
+    }
+}
+
+/// A LoadBalancer Service waiting for an address from a pool that has none free: Stalled
+/// with reason `PoolExhausted`, naming the pool and its figures (it goes on once an address
+/// is freed or the pool grows). Judged only while the Service has no address of a family
+/// it needs and requests none of that family (a requested address that is free can be
+/// had, one that is held was refused by validation), so a Service that has its address is
+/// fine when the pool fills up afterwards: the verdict does not flap.
+fn check_capacity(
+    network: &ClusterNetwork,
+    ctx: &Context,
+    pool: Option<&str>,
+    requested: &[&String],
+    (namespace, name): (&str, &str),
+    field: String,
+    findings: &mut Findings,
+) {
+    if !matches!(
+        network.spec.load_balancer.provider,
+        LbProvider::MetalLB | LbProvider::Cilium
+    ) {
+        return;
+    }
+    let Some(pool) = pool.and_then(|p| {
+        network
+            .spec
+            .load_balancer
+            .pools
+            .iter()
+            .find(|x| x.name == p)
+    }) else {
+        return;
+    };
+    let held: Vec<std::net::IpAddr> = ctx
+        .service(namespace, name)
+        .map(super::context::assigned_addresses)
+        .unwrap_or_default();
+    let requested: Vec<std::net::IpAddr> = requested
+        .iter()
+        .filter_map(|a| super::ip::parse_ip(a))
+        .collect();
+    let mut usage = None;
+    for &family in network.service_families() {
+        let has =
+            |list: &[std::net::IpAddr]| list.iter().any(|a| super::ip::family_of(*a) == family);
+        if has(&held) || has(&requested) {
+            continue;
+        }
+        let u = usage.get_or_insert_with(|| super::pool::usage(pool, ctx));
+        if u.size_of(family) > 0 && u.free_of(family) == 0 {
+            findings.push(Finding::stalling(
+                Reason::PoolExhausted,
+                field,
+                format!(
+                    "pool {:?} of ClusterNetwork {} has no free {} address ({} of {} allocated): Service {namespace}/{name} waits for one; free an address or add addresses to the pool",
+                    pool.name,
+                    network.name_any(),
+                    family.as_str(),
+                    u.allocated(),
+                    u.size(),
+                ),
+            ));
+            return;
+        }
+    }
+}
+
 /// An app routing to an existing Service: it must exist (until it does, the routes wait,
 /// as for a peer that does not resolve yet) and have every port the routes name.
 pub fn check_existing(app: &ExposedApp, name: &str, ctx: &Context, findings: &mut Findings) {

@@ -296,9 +296,15 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
             &t.hosts,
             &format!("{field}.hosts"),
         );
+        let own = (
+            namespace.clone(),
+            super::service::load_balancer_name(app, t.exposure),
+        );
         check_lb_request(
             &mut out,
             network,
+            ctx,
+            Some(&own),
             &field,
             t.exposure,
             &t.pool,
@@ -456,10 +462,15 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
 
 /// What a LoadBalancer Service asks of the provider (an app's `tcp[]` entry, a tier's own
 /// `loadBalancer`): PROXY protocol only from Hetzner, a pool that exists (MetalLB, Cilium;
-/// default the tier-named one), requested addresses of the network's families inside it.
+/// default the tier-named one), requested addresses of the network's families inside it
+/// (without a pool: inside one of the network's pools), and not held by another Service
+/// than `own` (the Service the request is for), so a refused request is never written.
+#[allow(clippy::too_many_arguments)]
 fn check_lb_request(
     out: &mut Findings,
     network: &ClusterNetwork,
+    ctx: &Context,
+    own: Option<&(String, String)>,
     field: &str,
     tier: Tier,
     pool: &Option<String>,
@@ -469,6 +480,7 @@ fn check_lb_request(
     let net = &network.spec;
     let net_name = network.name_any();
     let provider = net.load_balancer.provider;
+    let names_pool = pool.is_some();
     if proxy_protocol && provider != LbProvider::Hetzner {
         out.push(Finding::stalling(
             Reason::ProxyProtocolUnsupported,
@@ -522,13 +534,16 @@ fn check_lb_request(
                 afield.clone(),
                 format!("requested address {a} needs load-balancer provider MetalLB or Cilium; ClusterNetwork {net_name} uses {provider:?}"),
             ));
-        } else if let Some(pool) = pool {
-            let inside = pool
-                .addresses
+            continue;
+        }
+        let in_pool = |p: &gatehouse_api::Pool| {
+            p.addresses
                 .iter()
                 .filter_map(|e| ip::parse_pool_entry(e))
-                .any(|r| r.contains(addr));
-            if !inside {
+                .any(|r| r.contains(addr))
+        };
+        match pool {
+            Some(pool) if !in_pool(pool) => {
                 out.push(invalid(
                     afield,
                     format!(
@@ -537,9 +552,53 @@ fn check_lb_request(
                         pool.addresses.join(", ")
                     ),
                 ));
+                continue;
             }
+            None if names_pool => continue,
+            None if !net.load_balancer.pools.iter().any(in_pool) => {
+                out.push(invalid(
+                    afield,
+                    format!("{a} is in no pool of ClusterNetwork {net_name} (spec.loadBalancer.pools), so none can assign it"),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(held) = own.and_then(|own| address_holder(ctx, addr, own)) {
+            out.push(Finding::stalling(
+                Reason::AddressInUse,
+                afield,
+                format!(
+                    "{a} {held}; this Service is not written with it until that one lets it go"
+                ),
+            ));
         }
     }
+}
+
+/// Who else holds load-balancer address `addr`, as the rest of a sentence: another
+/// Service's status (the provider assigned it there), or another Service's request while
+/// `own` does not ask for it yet (the earlier request was written first and wins; two
+/// written at once are the provider's to settle, and the loser's status then tells).
+fn address_holder(ctx: &Context, addr: std::net::IpAddr, own: &(String, String)) -> Option<String> {
+    if ctx.assigned_to(addr).any(|k| k == own) {
+        return None;
+    }
+    if let Some(k) = ctx.assigned_to(addr).next() {
+        return Some(format!(
+            "is already assigned to {}",
+            super::context::describe_holder(ctx, k)
+        ));
+    }
+    if ctx.requested_by(addr).any(|k| k == own) {
+        return None;
+    }
+    ctx.requested_by(addr).next().map(|k| {
+        format!(
+            "is already requested by {}",
+            super::context::describe_holder(ctx, k)
+        )
+    })
 }
 
 fn check_zone(
@@ -638,7 +697,10 @@ pub fn check_peer(out: &mut Findings, peer: &gatehouse_api::Peer, field: &str) {
     }
 }
 
-pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Findings> {
+pub fn cluster_network<'a>(
+    network: &'a ClusterNetwork,
+    ctx: &Context,
+) -> Result<ValidNetwork<'a>, Findings> {
     let spec = &network.spec;
     let mut out = Findings::default();
     if spec.ip_families.len() == 2 && spec.ip_families[0] == spec.ip_families[1] {
@@ -765,9 +827,12 @@ pub fn cluster_network(network: &ClusterNetwork) -> Result<ValidNetwork<'_>, Fin
             .and_then(|t| t.load_balancer.as_ref())
         {
             let field = format!("spec.ingress.{tier}.loadBalancer");
+            let own = network.tier_address_service(tier);
             check_lb_request(
                 &mut out,
                 network,
+                ctx,
+                own.as_ref(),
                 &field,
                 tier,
                 &lb.pool,
