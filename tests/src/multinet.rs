@@ -24,7 +24,9 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::policy::{ExpectedProbe, Labels, in_cidr_peer, selector_matches, workload_pods};
+use crate::policy::{
+    ExpectedProbe, Labels, in_cidr_peer, labels_of, selector_matches, workload_pods,
+};
 
 const INTERNET_V4: &str = "203.0.113.250";
 const INTERNET_V6: &str = "2001:db8:beef::250";
@@ -36,14 +38,6 @@ fn network_of(o: &Value) -> String {
         .as_str()
         .unwrap_or("default")
         .to_string()
-}
-
-fn labels_of(v: &Value) -> Labels {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect()
 }
 
 /// (network, attachment) for every attachment of a network with

@@ -255,7 +255,8 @@ fn ns_of(o: &Value) -> String {
         .to_string()
 }
 
-fn labels_of(v: &Value) -> Labels {
+/// A label map (`metadata.labels`, a selector's `matchLabels`) as Labels.
+pub fn labels_of(v: &Value) -> Labels {
     v.as_object()
         .into_iter()
         .flatten()

@@ -124,10 +124,7 @@ async fn every_rendered_child_of_the_samples_is_accepted() {
             apply(&client, gw, false).await.unwrap();
         }
         for l in &out.listeners {
-            let ar = kube::api::ApiResource::from_gvk_with_plural(
-                &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
-                "gateways",
-            );
+            let ar = gatehouse_operator::reconcile::stores::gateway_resource();
             let api: kube::Api<kube::api::DynamicObject> =
                 kube::Api::namespaced_with(client.clone(), &l.namespace, &ar);
             let mut pp = kube::api::PatchParams::apply(&l.manager);

@@ -1121,10 +1121,7 @@ async fn isolation_follows_what_the_objects_state() {
 /// The platform's Gateway API objects in `ns`, written under the platform's own field
 /// manager (as its GitOps tool would, by server-side apply).
 async fn platform_apply(client: &Client, ns: &str, obj: &Value) {
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
-        "gateways",
-    );
+    let ar = gatehouse_operator::reconcile::stores::gateway_resource();
     Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
         .patch(
             obj["metadata"]["name"].as_str().unwrap(),
@@ -1136,10 +1133,7 @@ async fn platform_apply(client: &Client, ns: &str, obj: &Value) {
 }
 
 fn gateway_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
-        "gateways",
-    );
+    let ar = gatehouse_operator::reconcile::stores::gateway_resource();
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 

@@ -32,7 +32,7 @@ use kube::ResourceExt;
 use super::child::{Child, ChildKind, Owner};
 use super::context::Context;
 use super::network_policy::{
-    DEFAULT_DENY, platform_rules, port, selector_matches, under_ingress_deny,
+    DEFAULT_DENY, deny_types, platform_rules, port, selector_matches, under_ingress_deny,
 };
 use super::peer::{self, ResolvedRule};
 use super::service::target_port;
@@ -96,13 +96,7 @@ pub fn default_deny(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> V
         {
             continue;
         }
-        let mut types = Vec::new();
-        if dd.ingress {
-            types.push("Ingress".to_string());
-        }
-        if dd.egress {
-            types.push("Egress".to_string());
-        }
+        let types = deny_types(dd);
         let spec = NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(types),

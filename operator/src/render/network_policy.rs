@@ -387,13 +387,7 @@ pub fn default_deny(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> V
         if !selector_matches(&dd.namespace_selector, &ctx.namespace_labels(&ns)) {
             continue;
         }
-        let mut types = Vec::new();
-        if dd.ingress {
-            types.push("Ingress".to_string());
-        }
-        if dd.egress {
-            types.push("Egress".to_string());
-        }
+        let types = deny_types(dd);
         let deny = NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(types),
@@ -435,4 +429,16 @@ pub fn default_deny(network: &ClusterNetwork, ctx: &Context, owner: &Owner) -> V
         }
     }
     out
+}
+
+/// The policy types of the network's baseline (`policy.defaultDeny`): what it denies.
+pub fn deny_types(dd: &gatehouse_api::DefaultDeny) -> Vec<String> {
+    let mut types = Vec::new();
+    if dd.ingress {
+        types.push("Ingress".to_string());
+    }
+    if dd.egress {
+        types.push("Egress".to_string());
+    }
+    types
 }
