@@ -29,6 +29,7 @@ help:
 	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
+	@echo "make chaos-long  the fault tests at full size: 1,000 apps, 20 SIGKILLs (CHAOS_* to change), own control planes"
 	@echo "make bench-scale  N apps (N=1000, IDLE=60) on a control plane of its own: plain client vs operator (cold, restart, idle)"
 	@echo "make cluster-up / cluster-down   the local control plane alone (CLUSTER_NODE=1: with a real node)"
 	@echo "make node-deps  install containerd, runc, CNI plugins, iptables, buildah for the node (tests use one)"
@@ -99,6 +100,15 @@ clean: cluster-down
 
 # Convergence at scale (issue 10; README "Benchmark at scale"): a control plane of its own
 # (never .cluster), the plain client's time next to the operator's; target/bench-scale/N.json.
+# The fault tests of tests/chaos.rs at the sizes of issue 13's long run (make test runs
+# them bounded: 200 apps, 10 kills). Each test starts a node-less control plane of its own.
+CHAOS_APPS ?= 1000
+CHAOS_KILLS ?= 20
+.PHONY: chaos-long
+chaos-long: controlplane
+	CHAOS_APPS=$(CHAOS_APPS) CHAOS_KILLS=$(CHAOS_KILLS) CHAOS_LEADER_APPS=$(CHAOS_APPS) \
+		$(CARGO) test -p gatehouse-tests --test chaos -- --nocapture
+
 .PHONY: bench-scale
 bench-scale: controlplane
 	$(CARGO) build --release -p gatehouse-operator --bin gatehouse --example bench_scale

@@ -45,6 +45,13 @@ enum Command {
         /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
         #[arg(long)]
         identity: Option<String>,
+        /// Seconds a Lease stays valid without renewal: a standby takes over after this.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        lease_duration_seconds: u64,
+        /// Seconds between the leader's renewals (and a standby's attempts); below the
+        /// lease duration.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        renew_period_seconds: u64,
         /// Address of /metrics, /healthz and /readyz ("" to disable).
         #[arg(long, default_value = "0.0.0.0:8080")]
         http_addr: String,
@@ -75,6 +82,8 @@ pub fn main() -> ExitCode {
             leader_elect,
             leader_election_namespace,
             identity,
+            lease_duration_seconds,
+            renew_period_seconds,
             http_addr,
             webhook_addr,
             webhook_service,
@@ -91,8 +100,24 @@ pub fn main() -> ExitCode {
                         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
                         format!("{}-{}", host.trim(), std::process::id())
                     });
-                crate::leader::LeaderConfig::new(namespace, identity)
+                crate::leader::LeaderConfig {
+                    lease_duration: std::time::Duration::from_secs(lease_duration_seconds),
+                    renew_period: std::time::Duration::from_secs(renew_period_seconds),
+                    ..crate::leader::LeaderConfig::new(namespace, identity)
+                }
             });
+            if renew_period_seconds >= lease_duration_seconds {
+                eprintln!(
+                    "error: --renew-period-seconds ({renew_period_seconds}) must be below --lease-duration-seconds ({lease_duration_seconds})"
+                );
+                return ExitCode::FAILURE;
+            }
+            // In the API server's audit log and metrics by user agent: which replica sent a
+            // request (client-go controllers name themselves the same way).
+            let user_agent = match &leader {
+                Some(l) => format!("gatehouse/{} ({})", env!("CARGO_PKG_VERSION"), l.identity),
+                None => format!("gatehouse/{}", env!("CARGO_PKG_VERSION")),
+            };
             let http_addr = match http_addr.as_str() {
                 "" => None,
                 a => match a.parse() {
@@ -117,6 +142,7 @@ pub fn main() -> ExitCode {
             };
             run(
                 log_json,
+                user_agent,
                 crate::reconcile::RunOptions {
                     leader,
                     http_addr,
@@ -144,7 +170,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(log_json: bool, options: crate::reconcile::RunOptions) -> ExitCode {
+fn run(log_json: bool, user_agent: String, options: crate::reconcile::RunOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -161,13 +187,16 @@ fn run(log_json: bool, options: crate::reconcile::RunOptions) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let config = match kube::Config::infer().await {
+        let mut config = match kube::Config::infer().await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: no cluster configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Ok(value) = http::HeaderValue::from_str(&user_agent) {
+            config.headers.push((http::header::USER_AGENT, value));
+        }
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
         let client = match crate::metrics::counting_client(config, metrics.clone()) {
             Ok(c) => c,

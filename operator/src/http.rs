@@ -1,5 +1,6 @@
 //! The operator's plain-HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the
-//! process serves requests) and `/readyz` (caches synced: the operator can act).
+//! process serves requests) and `/readyz` (caches synced and the API server answering: the
+//! operator can act).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,11 +21,19 @@ use crate::metrics::Metrics;
 /// Counts managed children per kind at scrape time (from the watch caches).
 pub type ChildCounter = Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>;
 
+/// Asks the API server whether it can serve (its own /readyz), bounded in time; the error
+/// says why not.
+pub type ApiCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub children: ChildCounter,
+    /// Checked on each /readyz once the caches are synced: with the API server gone (or
+    /// its etcd) the operator cannot act, whatever its caches hold. Only on a probe, so an
+    /// idle operator that nobody probes sends nothing.
+    pub api: Option<ApiCheck>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -34,7 +44,7 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
         .unwrap_or_default()
 }
 
-fn route(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
+async fn route(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
     match path {
         "/metrics" => reply(
             StatusCode::OK,
@@ -42,9 +52,17 @@ fn route(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
             endpoints.metrics.render(&(endpoints.children)()),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if endpoints.ready.load(Ordering::Relaxed) => {
-            reply(StatusCode::OK, "text/plain", "ok\n".into())
-        }
+        "/readyz" if endpoints.ready.load(Ordering::Relaxed) => match &endpoints.api {
+            Some(check) => match check().await {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+                Err(why) => reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("the API server does not answer: {why}\n"),
+                ),
+            },
+            None => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        },
         "/readyz" => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -69,8 +87,8 @@ pub async fn serve(addr: SocketAddr, endpoints: Endpoints) -> std::io::Result<()
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = route(&endpoints, req.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(route(&endpoints, req.uri().path()).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -149,17 +149,27 @@ impl Elector {
 
     /// Renews until renewal has failed for a whole lease duration (another replica may then
     /// lead), and returns: the caller must stop writing.
+    ///
+    /// Each attempt is bounded by the time left before giving up: a partitioned leader whose
+    /// requests hang (rather than fail) must still give up before the others may take the
+    /// lease, and the client's own timeout (minutes) is far longer than a lease.
     pub async fn keep(&mut self) {
         let mut last_renewed = Instant::now();
         loop {
             tokio::time::sleep(self.config.renew_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => {
+            let left = self
+                .config
+                .lease_duration
+                .saturating_sub(self.config.renew_period)
+                .saturating_sub(last_renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewed = Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("leader election: another replica holds the lease");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Err(_) => tracing::warn!(?left, "leader election: renewal got no answer"),
             }
             // Give up a little before the lease could expire for the others.
             if last_renewed.elapsed() + self.config.renew_period >= self.config.lease_duration {

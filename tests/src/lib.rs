@@ -12,6 +12,8 @@ use kube::discovery::ApiResource;
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
+pub mod audit;
+pub mod chaos;
 pub mod datapath;
 pub mod multinet;
 pub mod policy;
@@ -140,6 +142,8 @@ where
 /// whose requests are counted. Dropping it (or `stop`) shuts it down.
 pub struct Operator {
     pub metrics: std::sync::Arc<gatehouse_operator::metrics::Metrics>,
+    /// Its User-Agent, unique per operator: its requests in the API server's audit log.
+    pub user_agent: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -171,6 +175,13 @@ impl Operator {
         let metrics = std::sync::Arc::new(gatehouse_operator::metrics::Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let m = metrics.clone();
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let user_agent = format!(
+            "gatehouse-test/{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        );
+        let agent = user_agent.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -179,10 +190,14 @@ impl Operator {
                 .unwrap();
             rt.block_on(async move {
                 let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
-                let config =
+                let mut config =
                     Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                         .await
                         .unwrap();
+                config.headers.push((
+                    http::header::USER_AGENT,
+                    http::HeaderValue::from_str(&agent).unwrap(),
+                ));
                 let client =
                     gatehouse_operator::metrics::counting_client(config, m.clone()).unwrap();
                 let shutdown = async move {
@@ -204,6 +219,7 @@ impl Operator {
         });
         Operator {
             metrics,
+            user_agent,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -211,6 +227,11 @@ impl Operator {
 
     pub fn writes(&self) -> u64 {
         self.metrics.mutating_requests()
+    }
+
+    /// Its mutating requests the shared cluster's audit log recorded after `mark`.
+    pub fn audited_writes(&self, mark: u64) -> Vec<Value> {
+        audit::AuditLog::shared().writes_of(&self.user_agent, mark)
     }
 
     pub fn stop(mut self) {

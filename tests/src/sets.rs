@@ -3,14 +3,19 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Client;
-use kube::api::{Api, DeleteParams};
-use serde_json::Value;
+use gatehouse_operator::render::ChildKind;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
 
 use crate::{
     apply, condition, deletable_namespaces, eventually, gatehouse_api, play_load_balancers,
 };
+
+/// A child's identity: kind, namespace (None for cluster-scoped kinds), name.
+pub type ChildKey = (ChildKind, Option<String>, String);
 
 /// Gatehouse objects of a set: (kind, namespace, name).
 pub fn owners(objects: &[Value]) -> Vec<(String, Option<String>, String)> {
@@ -175,4 +180,74 @@ pub async fn converge(
             Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }
     }
+}
+
+/// What the renderer says the cluster should hold for the inputs in `paths`, given the cluster's live
+/// Services (with the addresses we assigned), Namespaces and the API server's EndpointSlices.
+pub async fn expected_children(
+    client: &Client,
+    paths: &[std::path::PathBuf],
+) -> Vec<gatehouse_operator::render::Child> {
+    let mut inputs = gatehouse_operator::input::load(paths).expect("inputs load");
+    for s in Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        inputs.ctx.add_service(s);
+    }
+    for n in Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        inputs.ctx.add_namespace(n);
+    }
+    // Where the API server listens (the `apiServer` peer).
+    for e in Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        inputs.ctx.add_endpoint_slice(e);
+    }
+    render_all(&inputs)
+}
+
+/// Live Gatehouse children whose owner is one of `owners`.
+pub async fn live_children(
+    client: &Client,
+    owners: &[(String, Option<String>, String)],
+) -> Vec<(ChildKey, Value)> {
+    let mut out = Vec::new();
+    for kind in ChildKind::ALL {
+        let api: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &gatehouse_operator::reconcile::api_resource(kind),
+        );
+        let lp = ListParams::default().labels("app.kubernetes.io/managed-by=gatehouse");
+        for o in api.list(&lp).await.unwrap().items {
+            let l = o.labels();
+            let owner = (
+                l.get("gatehouse.dev/owner-kind")
+                    .cloned()
+                    .unwrap_or_default(),
+                l.get("gatehouse.dev/owner-namespace").cloned(),
+                l.get("gatehouse.dev/owner-name")
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            if owners.contains(&owner) {
+                // List items carry no apiVersion/kind of their own.
+                let mut value = serde_json::to_value(&o).unwrap();
+                value["apiVersion"] = json!(kind.api_version());
+                value["kind"] = json!(kind.kind());
+                out.push(((kind, o.namespace(), o.name_any()), value));
+            }
+        }
+    }
+    out
 }

@@ -11,87 +11,20 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use gatehouse_operator::input;
 use gatehouse_operator::reconcile::plan::{contains, first_difference};
-use gatehouse_operator::render::{self, ChildKind};
+use gatehouse_operator::render::ChildKind;
+use gatehouse_tests::audit;
 use gatehouse_tests::sets::{
-    apply_set, converge, delete_set, namespaces_of, owners, played_load_balancer,
+    apply_set, converge, delete_set, expected_children, live_children, namespaces_of, owners,
+    played_load_balancer,
 };
 use gatehouse_tests::*;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 type Key = (ChildKind, Option<String>, String);
-
-/// What the renderer says the cluster should hold for the set, given the cluster's live
-/// Services (with the addresses we assigned), Namespaces and the API server's EndpointSlices.
-async fn expected_children(client: &Client, set: &std::path::Path) -> Vec<render::Child> {
-    let mut inputs = input::load(&[set.to_path_buf()]).expect("sample loads");
-    for s in Api::<Service>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        inputs.ctx.add_service(s);
-    }
-    for n in Api::<Namespace>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        inputs.ctx.add_namespace(n);
-    }
-    // Where the API server listens (the `apiServer` peer).
-    for e in Api::<EndpointSlice>::namespaced(client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        inputs.ctx.add_endpoint_slice(e);
-    }
-    gatehouse_tests::sets::render_all(&inputs)
-}
-
-/// Live Gatehouse children whose owner is one of `owners`.
-async fn live_children(
-    client: &Client,
-    owners: &[(String, Option<String>, String)],
-) -> Vec<(Key, Value)> {
-    let mut out = Vec::new();
-    for kind in ChildKind::ALL {
-        let api: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &gatehouse_operator::reconcile::api_resource(kind),
-        );
-        let lp = ListParams::default().labels("app.kubernetes.io/managed-by=gatehouse");
-        for o in api.list(&lp).await.unwrap().items {
-            let l = o.labels();
-            let owner = (
-                l.get("gatehouse.dev/owner-kind")
-                    .cloned()
-                    .unwrap_or_default(),
-                l.get("gatehouse.dev/owner-namespace").cloned(),
-                l.get("gatehouse.dev/owner-name")
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            if owners.contains(&owner) {
-                // List items carry no apiVersion/kind of their own.
-                let mut value = serde_json::to_value(&o).unwrap();
-                value["apiVersion"] = json!(kind.api_version());
-                value["kind"] = json!(kind.kind());
-                out.push(((kind, o.namespace(), o.name_any()), value));
-            }
-        }
-    }
-    out
-}
 
 struct RealCheck {
     summary: String,
@@ -237,7 +170,7 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
         let converged = converge(&client, &name, &owners, &namespaces, played.is_some()).await;
 
         // Exactly the expected children, each holding what render says.
-        let expected = expected_children(&client, &set).await;
+        let expected = expected_children(&client, std::slice::from_ref(&set)).await;
         let live = live_children(&client, &owners).await;
         let want: BTreeSet<Key> = expected
             .iter()
@@ -287,6 +220,7 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             .filter(|o| o["apiVersion"] == gatehouse_api::API_VERSION)
             .cloned()
             .collect();
+        let mark = audit::AuditLog::shared().mark();
         let before =
             touch_and_wait(&client, &op, &gatehouse_objects, Duration::from_secs(60)).await;
         let idle = settle(&op, Duration::from_secs(2), Duration::from_secs(30)).await - before;
@@ -296,9 +230,18 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             "{name}: {idle} writes in an idle window: {:?}",
             op.metrics.last_writes(idle as usize)
         );
+        // The API server's count, independent of the operator's own counter.
+        let audited = op.audited_writes(mark);
+        assert!(
+            audited.is_empty(),
+            "{name}: the audit log has {} writes of the idle operator: {:?}",
+            audited.len(),
+            audited.iter().map(audit::line).collect::<Vec<_>>()
+        );
 
         // Restart: a new operator reads everything and writes nothing.
         op.stop();
+        let mark = audit::AuditLog::shared().mark();
         op = Operator::start();
         let reconciles_wanted = owners.len() as u64;
         eventually(
@@ -319,6 +262,13 @@ async fn samples_converge_and_then_the_operator_is_quiet() {
             0,
             "{name}: the restarted operator wrote {restart_writes} times: {:?}",
             op.metrics.last_writes(restart_writes as usize)
+        );
+        let audited = op.audited_writes(mark);
+        assert!(
+            audited.is_empty(),
+            "{name}: the audit log has {} writes of the restarted operator: {:?}",
+            audited.len(),
+            audited.iter().map(audit::line).collect::<Vec<_>>()
         );
 
         report.push(format!(
@@ -359,6 +309,7 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
     )
     .await;
     let before = settle(op, Duration::from_secs(2), Duration::from_secs(30)).await;
+    let mark = audit::AuditLog::shared().mark();
     let app = json!({
         "apiVersion": gatehouse_api::API_VERSION, "kind": "ExposedApp",
         "metadata": {"name": "web", "namespace": ns},
@@ -378,6 +329,15 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
     let children = 2; // Service web, NetworkPolicy web-ingress
     let writes = after - before;
     let what = op.metrics.last_writes(writes as usize);
+    // The API server logged exactly as many (its count, not ours).
+    let audited = op.audited_writes(mark);
+    assert_eq!(
+        audited.len() as u64,
+        writes,
+        "the operator counted {writes} writes, the audit log {}: {:?}",
+        audited.len(),
+        audited.iter().map(audit::line).collect::<Vec<_>>()
+    );
     let app_writes = what
         .iter()
         .filter(|w| w.contains(&format!("/namespaces/{ns}/")))

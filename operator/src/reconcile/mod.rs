@@ -221,6 +221,7 @@ pub async fn run(
     }
     if let Some(addr) = options.http_addr {
         drivers.push(servers::health_and_metrics(
+            &client,
             addr,
             metrics.clone(),
             synced.clone(),

@@ -42,15 +42,36 @@ pub fn webhook(
     .boxed())
 }
 
-/// Serves metrics and health: ready once `synced` (every cache has its initial list); the
-/// child count comes from the index.
+/// How long /readyz waits for the API server's own /readyz: below the kubelet's default
+/// probe timeout (1 s would be too tight for a loaded API server; the chart sets 3 s).
+const API_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves metrics and health: ready once `synced` (every cache has its initial list) and
+/// while the API server answers its /readyz; the child count comes from the index.
 pub fn health_and_metrics(
+    client: &Client,
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
     synced: Arc<AtomicBool>,
     index: Arc<RwLock<index::Index>>,
 ) -> BoxFuture<'static, ()> {
+    let client = client.clone();
+    let api: crate::http::ApiCheck = Arc::new(move || {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            match tokio::time::timeout(API_CHECK_TIMEOUT, client.request_text(request)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {API_CHECK_TIMEOUT:?}")),
+            }
+        }
+        .boxed()
+    });
     let endpoints = crate::http::Endpoints {
+        api: Some(api),
         metrics,
         ready: synced,
         children: Arc::new(move || {
