@@ -141,7 +141,8 @@ pub enum Reason {
     ProxyProtocolUnsupported,
     /// A pool with `advertisement: BGP` and no `loadBalancer.bgp` peer: nothing announces it.
     BgpPeerMissing,
-    /// A requested load-balancer address is assigned to, or requested by, another Service.
+    /// A requested load-balancer address is assigned to, or requested by, another Service;
+    /// or a static attachment address is pinned by an ExposedApp that claimed it first.
     AddressInUse,
     /// A LoadBalancer Service waits for an address from a pool that has none free.
     PoolExhausted,

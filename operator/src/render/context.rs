@@ -140,6 +140,36 @@ pub fn claim_order(app: &ExposedApp) -> ClaimOrder {
     )
 }
 
+/// The form a host is claimed under: DNS names are case-insensitive and a trailing dot
+/// names the same host, so `Shop.example.com.` and `shop.example.com` are one claim. (The
+/// schema admits only lowercase names without the dot; offline input skips the schema.)
+pub fn claim_key(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The parent domain of a claimed host and whether the host is a wildcard (`*.parent`).
+/// An Ingress/Gateway wildcard covers exactly one label, so `*.p` overlaps `x.p` only.
+fn claim_parent(key: &str) -> Option<(&str, bool)> {
+    if let Some(p) = key.strip_prefix("*.") {
+        return Some((p, true));
+    }
+    key.split_once('.').map(|(_, p)| (p, false))
+}
+
+/// The static attachment addresses an app pins: (network, attachment, address).
+fn attachment_addresses(app: &ExposedApp) -> Vec<(String, String, IpAddr)> {
+    app.spec
+        .attachments
+        .iter()
+        .flat_map(|a| {
+            a.ips.iter().filter_map(|c| {
+                super::ip::parse_cidr(c)
+                    .map(|(ip, _)| (app.spec.network.clone(), a.network.clone(), ip))
+            })
+        })
+        .collect()
+}
+
 /// Every host an app names (routes and tcp).
 pub fn app_hosts(app: &ExposedApp) -> impl Iterator<Item = &String> {
     app.spec
@@ -164,6 +194,12 @@ pub struct Context {
     /// host -> apps naming it, earliest claim first; kept in step with `apps` so a host
     /// check is a lookup, not a scan of every app.
     host_claims: std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
+    /// parent domain -> claims of the exact hosts one label below it, so a wildcard
+    /// `*.parent` finds every name it would cover with one lookup.
+    below_claims: std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
+    /// (network, attachment, address) -> apps pinning that static address: two pods with
+    /// one address on a LAN would take each other's traffic, so the first claim wins.
+    attachment_claims: BTreeMap<(String, String, IpAddr), std::collections::BTreeSet<ClaimOrder>>,
     /// Load-balancer address -> the Services whose status holds it, ordered by address so
     /// a pool's allocation is a range query (no scan of every Service).
     assigned: BTreeMap<IpAddr, std::collections::BTreeSet<Key>>,
@@ -189,6 +225,19 @@ fn index_addresses(
     }
 }
 
+fn unclaim(
+    map: &mut std::collections::HashMap<String, std::collections::BTreeSet<ClaimOrder>>,
+    k: &str,
+    order: &ClaimOrder,
+) {
+    if let Some(set) = map.get_mut(k) {
+        set.remove(order);
+        if set.is_empty() {
+            map.remove(k);
+        }
+    }
+}
+
 fn key<K: ResourceExt>(obj: &K) -> Key {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -205,8 +254,18 @@ impl Context {
         self.remove_app(&a.namespace().unwrap_or_default(), &a.name_any());
         let order = claim_order(&a);
         for host in app_hosts(&a) {
-            self.host_claims
-                .entry(host.clone())
+            let k = claim_key(host);
+            if let Some((parent, false)) = claim_parent(&k) {
+                self.below_claims
+                    .entry(parent.to_string())
+                    .or_default()
+                    .insert(order.clone());
+            }
+            self.host_claims.entry(k).or_default().insert(order.clone());
+        }
+        for addr in attachment_addresses(&a) {
+            self.attachment_claims
+                .entry(addr)
                 .or_default()
                 .insert(order.clone());
         }
@@ -216,23 +275,51 @@ impl Context {
         if let Some(old) = self.apps.remove(&(namespace.to_string(), name.to_string())) {
             let order = claim_order(&old);
             for host in app_hosts(&old) {
-                if let Some(set) = self.host_claims.get_mut(host) {
+                let k = claim_key(host);
+                if let Some((parent, false)) = claim_parent(&k) {
+                    unclaim(&mut self.below_claims, parent, &order);
+                }
+                unclaim(&mut self.host_claims, &k, &order);
+            }
+            for addr in attachment_addresses(&old) {
+                if let Some(set) = self.attachment_claims.get_mut(&addr) {
                     set.remove(&order);
                     if set.is_empty() {
-                        self.host_claims.remove(host);
+                        self.attachment_claims.remove(&addr);
                     }
                 }
             }
         }
     }
 
-    /// The earliest claim on `host`, if any app names it.
+    /// The earliest claim on `host` or on a name it overlaps, if any app names one.
     pub fn first_claim(&self, host: &str) -> Option<&ClaimOrder> {
-        self.host_claims.get(host).and_then(|s| s.first())
+        self.claimants(host).min()
     }
-    /// Every app naming `host`, earliest claim first.
+    /// Every app naming `host` or a host overlapping it: the same name in any case or
+    /// with a trailing dot, the wildcard covering it, or (for a wildcard) every name it
+    /// covers. Lookups only, never a scan of every app.
     pub fn claimants(&self, host: &str) -> impl Iterator<Item = &ClaimOrder> {
-        self.host_claims.get(host).into_iter().flatten()
+        let k = claim_key(host);
+        let exact = self.host_claims.get(&k);
+        let (wild, below) = match claim_parent(&k) {
+            Some((p, false)) => (self.host_claims.get(&format!("*.{p}")), None),
+            Some((p, true)) => (None, self.below_claims.get(p)),
+            None => (None, None),
+        };
+        exact.into_iter().chain(wild).chain(below).flatten()
+    }
+    /// The earliest app pinning static address `addr` on attachment `attachment` of
+    /// ClusterNetwork `network`.
+    pub fn first_attachment_claim(
+        &self,
+        network: &str,
+        attachment: &str,
+        addr: IpAddr,
+    ) -> Option<&ClaimOrder> {
+        self.attachment_claims
+            .get(&(network.to_string(), attachment.to_string(), addr))
+            .and_then(|s| s.first())
     }
     pub fn add_service(&mut self, s: Service) {
         self.insert_service(Arc::new(s));
@@ -445,5 +532,76 @@ impl Context {
             .as_ref()?
             .iter()
             .find_map(|i| i.hostname.clone())
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    fn app(ns: &str, name: &str, t: &str, spec: serde_json::Value) -> ExposedApp {
+        let mut s = serde_json::json!({"network": "n", "selector": {"app": name}, "ports": [{"name": "http", "port": 80}]});
+        for (k, v) in spec.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "gatehouse.dev/v1alpha1", "kind": "ExposedApp",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": t},
+            "spec": s,
+        }))
+        .unwrap()
+    }
+
+    fn holders(ctx: &Context, host: &str) -> Vec<String> {
+        ctx.claimants(host)
+            .map(|(_, ns, n)| format!("{ns}/{n}"))
+            .collect()
+    }
+
+    /// Hosts overlap as Ingress matching does: case and a trailing dot do not matter, a
+    /// wildcard covers exactly one label; and removal leaves no claim behind.
+    #[test]
+    fn claims_overlap_across_case_trailing_dot_and_one_label_wildcards() {
+        let mut ctx = Context::default();
+        ctx.add_app(app(
+            "a",
+            "shop",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!({"routes": [{"hosts": ["shop.example.com"]}]}),
+        ));
+        ctx.add_app(app(
+            "b",
+            "all",
+            "2026-01-02T00:00:00Z",
+            serde_json::json!({"routes": [{"hosts": ["*.example.com"]}]}),
+        ));
+        assert_eq!(holders(&ctx, "Shop.Example.com."), ["a/shop", "b/all"]);
+        assert_eq!(holders(&ctx, "*.example.com"), ["b/all", "a/shop"]);
+        assert_eq!(ctx.first_claim("*.example.com").unwrap().1, "a");
+        assert_eq!(holders(&ctx, "x.example.com"), ["b/all"]);
+        assert!(
+            holders(&ctx, "a.b.example.com").is_empty(),
+            "one label only"
+        );
+        assert!(holders(&ctx, "example.com").is_empty());
+        ctx.remove_app("a", "shop");
+        ctx.remove_app("b", "all");
+        assert!(ctx.host_claims.is_empty() && ctx.below_claims.is_empty());
+    }
+
+    #[test]
+    fn static_attachment_addresses_are_claimed_first_come() {
+        let mut ctx = Context::default();
+        let spec =
+            serde_json::json!({"attachments": [{"network": "lan", "ips": ["192.168.31.13/24"]}]});
+        ctx.add_app(app("b", "cam", "2026-01-02T00:00:00Z", spec.clone()));
+        ctx.add_app(app("a", "cam", "2026-01-01T00:00:00Z", spec));
+        let ip: IpAddr = "192.168.31.13".parse().unwrap();
+        assert_eq!(ctx.first_attachment_claim("n", "lan", ip).unwrap().1, "a");
+        assert!(ctx.first_attachment_claim("n", "dmz", ip).is_none());
+        ctx.remove_app("a", "cam");
+        assert_eq!(ctx.first_attachment_claim("n", "lan", ip).unwrap().1, "b");
+        ctx.remove_app("b", "cam");
+        assert!(ctx.attachment_claims.is_empty());
     }
 }

@@ -386,6 +386,21 @@ pub fn exposed_app<'a>(app: &'a ExposedApp, ctx: &'a Context) -> Result<ValidApp
                 .iter()
                 .filter_map(|r| ip::parse_cidr(&r.subnet))
                 .any(|(_, r)| r.contains(ipaddr));
+            // Another app pinning the same address on the same attachment holds it:
+            // the first claim wins (a LAN has room for one owner of an address).
+            let first = ctx.first_attachment_claim(&net_name, &a.network, ipaddr);
+            if let Some(first) = first
+                && *first < super::context::claim_order(app)
+            {
+                out.push(Finding::stalling(
+                    Reason::AddressInUse,
+                    ifield.clone(),
+                    format!(
+                        "{addr} on attachment {:?} is already held by ExposedApp {}/{}",
+                        a.network, first.1, first.2
+                    ),
+                ));
+            }
             if !inside {
                 let subnets: Vec<&str> =
                     def.ipam.ranges.iter().map(|r| r.subnet.as_str()).collect();
