@@ -389,6 +389,8 @@ fn rules(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Violation>)
             Some(fp) => format!("{path}{fp}"),
             None => path.to_string(),
         };
+        // The server names the node's schema type in place of the value.
+        let shown = schema["type"].as_str().unwrap_or("object");
         match evaluate(rule, value) {
             Ok(true) => {}
             Ok(false) => {
@@ -398,12 +400,12 @@ fn rules(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Violation>)
                 };
                 errors.push(violation(
                     &at,
-                    format!("Invalid value: \"object\": {message}"),
+                    format!("Invalid value: \"{shown}\": {message}"),
                 ));
             }
             Err(e) => errors.push(violation(
                 &at,
-                format!("Invalid value: \"object\": rule {rule:?} failed to evaluate: {e}"),
+                format!("Invalid value: \"{shown}\": rule {rule:?} failed to evaluate: {e}"),
             )),
         }
     }

@@ -60,7 +60,7 @@ fn seeds() -> Vec<Seed> {
         // Some fixtures are not YAML on purpose: they seed nothing.
         let text = std::fs::read_to_string(&f).unwrap();
         let docs: Result<Vec<Value>, _> = serde_yaml::Deserializer::from_str(&text)
-            .map(|d| serde::Deserialize::deserialize(d))
+            .map(serde::Deserialize::deserialize)
             .collect();
         let Ok(docs) =
             docs.map(|d: Vec<Value>| d.into_iter().filter(|v| !v.is_null()).collect::<Vec<_>>())
@@ -449,4 +449,127 @@ async fn offline_verdicts_match_the_api_server_and_accepted_inputs_render_accept
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Validate and render never panic, also on what the schema would refuse (the operator's
+/// own guard against an object that reached it some other way, e.g. under a stale CRD):
+/// every typed-parseable mutation of every seed object is rendered with its set, bypassing the
+/// offline check, and every finding names a field. No cluster.
+#[test]
+fn validate_and_render_never_panic_on_arbitrary_input() {
+    use gatehouse_operator::render::{self, Context};
+    let cases: usize = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000)
+        * 2;
+    let seed: u64 = std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0x6A7E_4005_F022);
+    let mut rng = Rng(seed.max(1) ^ 0x5555);
+    let seeds: Vec<Seed> = seeds()
+        .into_iter()
+        .filter(|s| s.docs.iter().any(is_gatehouse))
+        .collect();
+    let (mut rendered, mut unparsed, mut schema_refused, mut findings) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for case in 0..cases {
+        let s = rng.pick(&seeds);
+        let targets: Vec<usize> = (0..s.docs.len())
+            .filter(|&i| is_gatehouse(&s.docs[i]))
+            .collect();
+        let t = *rng.pick(&targets);
+        let mut docs = s.docs.clone();
+        for _ in 0..1 + rng.below(4) {
+            mutate(&mut rng, &mut docs[t]);
+        }
+        let kind = docs[t]["kind"].as_str().unwrap().to_string();
+        if !schema_check::check(&kind, &docs[t]).is_empty() {
+            schema_refused += 1;
+        }
+        // The context as `gatehouse render` builds it, without its schema check.
+        let mut ctx = Context::default();
+        let mut objects = Vec::new();
+        let mut parsed_target = false;
+        for (i, d) in docs.iter().enumerate() {
+            let mut d = d.clone();
+            if d["kind"] != "ClusterNetwork"
+                && d["kind"] != "Namespace"
+                && d["metadata"]["namespace"].is_null()
+            {
+                d["metadata"]["namespace"] = json!("default");
+            }
+            let ok = match d["kind"].as_str().unwrap_or_default() {
+                "ClusterNetwork" => serde_json::from_value(d)
+                    .map(|n: gatehouse_api::ClusterNetwork| {
+                        ctx.add_network(n.clone());
+                        objects.push((i, Some(n), None, None));
+                    })
+                    .is_ok(),
+                "ExposedApp" => serde_json::from_value(d)
+                    .map(|a: gatehouse_api::ExposedApp| {
+                        ctx.add_app(a.clone());
+                        objects.push((i, None, Some(a), None));
+                    })
+                    .is_ok(),
+                "EgressPolicy" => serde_json::from_value(d)
+                    .map(|p: gatehouse_api::EgressPolicy| {
+                        ctx.add_object_namespace(
+                            p.metadata.namespace.as_deref().unwrap_or("default"),
+                        );
+                        objects.push((i, None, None, Some(p)));
+                    })
+                    .is_ok(),
+                "Namespace" => serde_json::from_value(d)
+                    .map(|n| ctx.add_namespace(n))
+                    .is_ok(),
+                "Service" => serde_json::from_value(d)
+                    .map(|v| ctx.add_service(v))
+                    .is_ok(),
+                _ => true,
+            };
+            if i == t {
+                parsed_target = ok;
+            }
+        }
+        if !parsed_target {
+            unparsed += 1;
+            continue;
+        }
+        for (i, n, a, p) in &objects {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| match (n, a, p) {
+                (Some(n), _, _) => render::render_cluster_network(n, &ctx),
+                (_, Some(a), _) => render::render_exposed_app(a, &ctx),
+                (_, _, Some(p)) => render::render_egress_policy(p, &ctx),
+                _ => unreachable!(),
+            }));
+            let found = match result {
+                Err(_) => {
+                    failures.push(format!("case {case}: render panicked on {}", docs[*i]));
+                    continue;
+                }
+                Ok(Ok(r)) => r.findings,
+                Ok(Err(f)) => f,
+            };
+            for f in found.iter() {
+                findings += 1;
+                if !(f.field.starts_with("spec") || f.field.starts_with("metadata")) {
+                    failures.push(format!(
+                        "case {case}: finding names no field: {} {}",
+                        f.field, f.message
+                    ));
+                }
+            }
+        }
+        rendered += 1;
+    }
+    println!(
+        "never-panic: {cases} inputs, {schema_refused} of them refused by the schema check, \
+         {unparsed} not of the typed shape, {rendered} rendered with their sets, {findings} \
+         findings; failures {}",
+        failures.len()
+    );
+    assert!(rendered > cases / 10, "too few inputs rendered: {rendered}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
