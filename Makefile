@@ -30,6 +30,7 @@ help:
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
 	@echo "make chaos-long  the fault tests at full size: 1,000 apps, 20 SIGKILLs (CHAOS_* to change), own control planes"
+	@echo "make fuzz     long differential fuzz run (CASES=5000, SEED=random) on a control plane of its own"
 	@echo "make bench-scale  N apps (N=1000, IDLE=60) on a control plane of its own: plain client vs operator (cold, restart, idle)"
 	@echo "make cluster-up / cluster-down   the local control plane alone (CLUSTER_NODE=1: with a real node)"
 	@echo "make node-deps  install containerd, runc, CNI plugins, iptables, buildah for the node (tests use one)"
@@ -113,3 +114,18 @@ chaos-long: controlplane
 bench-scale: controlplane
 	$(CARGO) build --release -p gatehouse-operator --bin gatehouse --example bench_scale
 	@N='$(N)' IDLE='$(IDLE)' hack/bench-scale.sh
+
+# Hostile input, long (issue 13): tests/tests/fuzz.rs with CASES random inputs (make test runs
+# 1000 with a fixed seed) on a node-less control plane of its own (.cluster-fuzz-run, never
+# .cluster), stopped again also on failure or Ctrl-C. SEED replays a run (printed at start).
+CASES ?= 5000
+SEED ?= $(shell od -An -N6 -tu8 /dev/urandom | tr -d ' ')
+FUZZ_CLUSTER_DIR ?= $(CURDIR)/.cluster-fuzz-run
+.PHONY: fuzz
+fuzz: controlplane
+	$(CARGO) build -p gatehouse-tests --tests
+	@export CLUSTER_DIR='$(FUZZ_CLUSTER_DIR)' CLUSTER_KUBECONFIG='$(FUZZ_CLUSTER_DIR)/kubeconfig' \
+	  CLUSTER_NODE=0 CONTROLPLANE_BIN='$(CONTROLPLANE_BIN)'; \
+	trap 'hack/cluster-down.sh' EXIT; \
+	hack/cluster-up.sh && \
+	FUZZ_CASES='$(CASES)' FUZZ_SEED='$(SEED)' $(CARGO) test -p gatehouse-tests --test fuzz -- --nocapture

@@ -123,6 +123,7 @@ pub struct AppPort {
     pub port: i32,
     /// Container port number or name (default: `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::target_port")]
     pub target_port: Option<IntOrString>,
     /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default)]

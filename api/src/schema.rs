@@ -14,6 +14,11 @@ pub const HOST_PATTERN: &str =
 pub const LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 /// IANA service name, as Kubernetes requires for named ports.
 pub const PORT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Label value, as Kubernetes validates a Service selector's values (empty allowed).
+pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+/// IANA service name as a Service's `targetPort` or a NetworkPolicy port must be: tokens of
+/// [a-z0-9] joined by single hyphens, at least one letter (RE2 has no lookahead).
+pub const TARGET_PORT_NAME_PATTERN: &str = r"^([0-9]+-)*[0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$";
 /// A unicast MAC address, colon separated.
 pub const MAC_PATTERN: &str = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$";
 
@@ -148,6 +153,17 @@ pub fn namespace_list(_: &mut SchemaGenerator) -> Schema {
 pub fn selector_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object", "minProperties": 1, "maxProperties": 16,
-        "additionalProperties": {"type": "string", "maxLength": 63}
+        "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
+    })
+}
+
+/// A container port: number 1-65535 or IANA name (found by the fuzz test: the Service and
+/// NetworkPolicy rendered from any other string are refused by the API server).
+pub fn target_port(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "minimum": 1, "maximum": 65535,
+        "maxLength": 15, "pattern": TARGET_PORT_NAME_PATTERN
     })
 }

@@ -139,7 +139,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Inputs, Vec<String>> {
                 }
             };
             if let Err(e) = add(&mut inputs, &mut seen, &file, index + 1, value) {
-                errors.push(e);
+                // One line per problem (a schema refusal can name several fields).
+                errors.extend(e.lines().map(str::to_string));
             }
         }
     }
@@ -215,6 +216,13 @@ fn add(
         ));
     }
     let what = format!("{origin}");
+    // What the API server's schema and CEL rules would refuse, refused here too (so a
+    // GitOps preview catches it), with the field path and the rule's message.
+    let refused = crate::schema_check::check(&kind, &value);
+    if !refused.is_empty() {
+        let lines: Vec<String> = refused.iter().map(|v| format!("{what}: {v}")).collect();
+        return Err(lines.join("\n"));
+    }
     match kind.as_str() {
         "ClusterNetwork" => {
             let n: ClusterNetwork = parse(value, &what)?;

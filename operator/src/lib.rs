@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod reconcile;
 pub mod render;
 pub mod render_cmd;
+pub mod schema_check;
 pub mod webhook;
