@@ -31,9 +31,24 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
+    let mut crds = vec![
         ClusterNetwork::crd(),
         EgressPolicy::crd(),
         ExposedApp::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            else {
+                continue;
+            };
+            let mut value = serde_json::to_value(&*schema).expect("a schema serializes");
+            schema::bound_label_selectors(&mut value);
+            *schema = serde_json::from_value(value).expect("a bounded schema deserializes");
+        }
+    }
+    crds
 }

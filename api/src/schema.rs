@@ -167,3 +167,48 @@ pub fn target_port(_: &mut SchemaGenerator) -> Schema {
         "maxLength": 15, "pattern": TARGET_PORT_NAME_PATTERN
     })
 }
+
+/// Bounds of every LabelSelector (the type comes from k8s-openapi without any): generous
+/// for real selectors, small enough that one object cannot make the API server's CEL cost
+/// estimate or the operator's policy rendering unbounded.
+pub const MAX_MATCH_LABELS: u32 = 64;
+pub const MAX_MATCH_EXPRESSIONS: u32 = 32;
+pub const MAX_EXPRESSION_VALUES: u32 = 64;
+/// A label key: a DNS subdomain prefix (253), `/` and a name (63).
+pub const MAX_LABEL_KEY: u32 = 317;
+/// A label value.
+pub const MAX_LABEL_VALUE: u32 = 63;
+
+/// Adds the LabelSelector bounds above to every LabelSelector in a CRD schema (an object
+/// schema with `matchLabels` and `matchExpressions`), and the operators Kubernetes knows
+/// as an enum: an unknown operator would only fail later, in the NetworkPolicy written.
+pub fn bound_label_selectors(node: &mut serde_json::Value) {
+    use serde_json::json;
+    let Some(obj) = node.as_object_mut() else {
+        return;
+    };
+    let is_selector = obj
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .is_some_and(|p| p.contains_key("matchLabels") && p.contains_key("matchExpressions"));
+    if is_selector {
+        let props = &mut obj["properties"];
+        let labels = &mut props["matchLabels"];
+        labels["maxProperties"] = json!(MAX_MATCH_LABELS);
+        labels["additionalProperties"]["maxLength"] = json!(MAX_LABEL_VALUE);
+        let exprs = &mut props["matchExpressions"];
+        exprs["maxItems"] = json!(MAX_MATCH_EXPRESSIONS);
+        let item = &mut exprs["items"]["properties"];
+        item["key"]["maxLength"] = json!(MAX_LABEL_KEY);
+        item["operator"]["enum"] = json!(["In", "NotIn", "Exists", "DoesNotExist"]);
+        item["values"]["maxItems"] = json!(MAX_EXPRESSION_VALUES);
+        item["values"]["items"]["maxLength"] = json!(MAX_LABEL_VALUE);
+    }
+    for child in obj.values_mut() {
+        match child {
+            serde_json::Value::Object(_) => bound_label_selectors(child),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(bound_label_selectors),
+            _ => {}
+        }
+    }
+}

@@ -620,3 +620,119 @@ attack!(
     egress_policy_towards_another_namespace,
     allow_from_naming_another_namespace,
 );
+
+/// A LabelSelector exactly at the schema's bounds (gatehouse_api::schema: 64 matchLabels,
+/// 32 matchExpressions of 64 values, keys of 317 and values of 63 characters).
+fn selector_at_limits() -> Value {
+    use gatehouse_api::schema::*;
+    // A DNS subdomain of 253 characters: three labels of 63 and one of 61.
+    let prefix = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(prefix.len(), 253);
+    let value = "v".repeat(MAX_LABEL_VALUE as usize);
+    let labels: serde_json::Map<String, Value> = (0..MAX_MATCH_LABELS)
+        .map(|i| (format!("{prefix}/l{i:0>62}"), json!(value)))
+        .collect();
+    let expressions: Vec<Value> = (0..MAX_MATCH_EXPRESSIONS)
+        .map(|i| {
+            let values: Vec<String> = (0..MAX_EXPRESSION_VALUES)
+                .map(|j| format!("{j:0>63}"))
+                .collect();
+            json!({"key": format!("{prefix}/e{i:0>62}"), "operator": "In", "values": values})
+        })
+        .collect();
+    let s = json!({"matchLabels": labels, "matchExpressions": expressions});
+    let key = s["matchExpressions"][0]["key"].as_str().unwrap().len();
+    assert_eq!(key, MAX_LABEL_KEY as usize);
+    s
+}
+
+/// Size limits: an EgressPolicy whose selectors are all at the bounds is accepted and
+/// reconciled to Ready within a bounded time (its NetworkPolicy, accepted by the API server
+/// too, carries them); one item over any bound is refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_at_the_size_limits_work_and_one_over_is_refused() {
+    OPERATOR.get_or_init(Operator::start);
+    let client = client().await;
+    let ns = namespace(&client, "limits", json!({})).await;
+    let net = format!("limits-{}", std::process::id());
+    apply(&client, &json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork", "metadata": {"name": net}, "spec": {}}), false)
+        .await
+        .unwrap();
+    let selector = selector_at_limits();
+    let policy = |selector: &Value| {
+        json!({"apiVersion": gatehouse_api::API_VERSION, "kind": "EgressPolicy",
+               "metadata": {"name": "big", "namespace": ns},
+               "spec": {"network": net, "podSelector": selector,
+                        "rules": [{"to": [{"podSelector": selector, "namespaceSelector": selector}]}]}})
+    };
+    let started = Instant::now();
+    apply(&client, &policy(&selector), false).await.unwrap();
+    wait_condition(
+        &gatehouse_api(&client, "EgressPolicy", Some(&ns)),
+        "big",
+        "Ready",
+        "True",
+        None,
+        LONG,
+    )
+    .await;
+    println!(
+        "EgressPolicy with three selectors at the limits Ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let over: Vec<(&str, Value)> = vec![
+        ("matchLabels", {
+            let mut s = selector.clone();
+            s["matchLabels"]["one-more"] = json!("x");
+            s
+        }),
+        ("matchExpressions", {
+            let mut s = selector.clone();
+            let extra = s["matchExpressions"][0].clone();
+            s["matchExpressions"].as_array_mut().unwrap().push(extra);
+            s
+        }),
+        ("values", {
+            let mut s = selector.clone();
+            s["matchExpressions"][0]["values"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("x"));
+            s
+        }),
+        ("key", {
+            let mut s = selector.clone();
+            s["matchExpressions"][0]["key"] = json!(format!(
+                "q{}",
+                s["matchExpressions"][0]["key"].as_str().unwrap()
+            ));
+            s
+        }),
+        ("operator", {
+            let mut s = selector.clone();
+            s["matchExpressions"][0]["operator"] = json!("Like");
+            s
+        }),
+    ];
+    for (field, s) in over {
+        match apply(&client, &policy(&s), true).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{field}: {e:?}");
+                assert!(
+                    e.message.contains(&format!("spec.podSelector.{field}"))
+                        || e.message
+                            .contains(&format!("spec.podSelector.matchExpressions[0].{field}")),
+                    "{field}: the message does not name the field: {}",
+                    e.message
+                );
+            }
+            other => panic!("{field} over its limit was not refused: {other:?}"),
+        }
+    }
+}
