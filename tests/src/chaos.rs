@@ -598,6 +598,18 @@ impl Workload {
         (ns, name, app)
     }
 
+    /// Apps `range` in version `v` (new ones, or changed ones: new host and port), now part
+    /// of the workload; returns them to apply.
+    pub fn set_versions(&mut self, range: std::ops::Range<usize>, v: usize) -> Vec<Value> {
+        range
+            .map(|i| {
+                let (ns, name, app) = self.app(i, v);
+                self.apps.insert((ns, name), app.clone());
+                app
+            })
+            .collect()
+    }
+
     pub fn network_object(&self) -> Value {
         json!({
             "apiVersion": gatehouse_api::API_VERSION, "kind": "ClusterNetwork",
@@ -673,6 +685,16 @@ pub async fn apply_all(client: &Client, objects: &[Value], parallel: usize) {
             }
         })
         .await;
+}
+
+/// [`apply_all`] in the background.
+pub fn apply_in_background(
+    client: &Client,
+    objects: Vec<Value>,
+    parallel: usize,
+) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move { apply_all(&client, &objects, parallel).await })
 }
 
 /// Every Gatehouse object of the workload Ready for its current generation; the ones that

@@ -883,3 +883,16 @@ pub fn workloads_with(objects: &[Value], sign_in: Option<&datapath::SignIn>) -> 
 pub fn cluster_env(key: &str) -> Option<String> {
     env_file_value("cluster.env", key)
 }
+
+/// Merges `patch` into `base` (objects key by key, anything else replaced): a base object
+/// with a test's changes.
+pub fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}

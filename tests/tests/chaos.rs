@@ -211,16 +211,7 @@ async fn the_api_server_stopped_and_etcd_restarted_the_operator_recovers_by_itse
         let ns = ns.clone();
         async move { delete_object(&client, "ExposedApp", &ns, "published").await }
     });
-    let mut more = Vec::new();
-    for i in 40..50 {
-        let (ns, name, app) = w.app(i, 0);
-        more.push(app.clone());
-        w.apps.insert((ns, name), app);
-    }
-    let creation = tokio::spawn({
-        let client = client.clone();
-        async move { apply_all(&client, &more, 4).await }
-    });
+    let creation = apply_in_background(&client, w.set_versions(40..50, 0), 4);
     let (ok, not) = readyz_during(&op, outage).await;
     let requests_during =
         op.metric("gatehouse_api_requests_total").await.unwrap() - requests_before;
@@ -299,21 +290,13 @@ async fn the_api_server_stopped_and_etcd_restarted_the_operator_recovers_by_itse
 
     // 2. etcd restarts (5 s down) while apps change.
     let mark = log.mark();
-    let mut changes = Vec::new();
-    for i in 0..10 {
-        let (ns, name, app) = w.app(i, 1);
-        changes.push(app.clone());
-        w.apps.insert((ns, name), app);
-    }
+    let changes = w.set_versions(0..10, 1);
     let restart = tokio::task::spawn_blocking({
         let c: ClusterDir = (*cluster).clone();
         move || c.restart_etcd(Duration::from_secs(5))
     });
     let etcd_started = Instant::now();
-    let changing = tokio::spawn({
-        let client = client.clone();
-        async move { apply_all(&client, &changes, 4).await }
-    });
+    let changing = apply_in_background(&client, changes, 4);
     let mut not_ready = 0;
     while !restart.is_finished() {
         if op.readyz().await != Some(200) {
@@ -570,16 +553,7 @@ async fn a_killed_or_partitioned_leader_hands_over_and_never_writes_beside_the_n
     // exits before its Lease could be taken; the restarted replica-a takes over.
     a = OperatorProcess::spawn(&binary, &via_a, &logs, "replica-a", Some(lease));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut churn = Vec::new();
-    for i in 0..20 {
-        let (ns, name, app) = w.app(i, 1);
-        churn.push(app.clone());
-        w.apps.insert((ns, name), app);
-    }
-    let changing = tokio::spawn({
-        let client = client.clone();
-        async move { apply_all(&client, &churn, 2).await }
-    });
+    let changing = apply_in_background(&client, w.set_versions(0..20, 1), 2);
     let (margin_refused, takeover_refused) =
         partition(&log, &leases, &mut b, &proxy_b, Link::Refused, &a, lease).await;
     changing.await.unwrap();
@@ -589,16 +563,7 @@ async fn a_killed_or_partitioned_leader_hands_over_and_never_writes_beside_the_n
     // bounded by the time left (the client's own timeout is minutes).
     b = OperatorProcess::spawn(&binary, &via_b, &logs, "replica-b", Some(lease));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut churn = Vec::new();
-    for i in 20..40 {
-        let (ns, name, app) = w.app(i, 1);
-        churn.push(app.clone());
-        w.apps.insert((ns, name), app);
-    }
-    let changing = tokio::spawn({
-        let client = client.clone();
-        async move { apply_all(&client, &churn, 2).await }
-    });
+    let changing = apply_in_background(&client, w.set_versions(20..40, 1), 2);
     let (margin_hung, takeover_hung) =
         partition(&log, &leases, &mut a, &proxy_a, Link::Blackhole, &b, lease).await;
     changing.await.unwrap();

@@ -37,17 +37,6 @@ async fn setup(prefix: &str, network_spec: Value) -> (Client, String, String, St
     (client, ns, net, zone)
 }
 
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p,
-    }
-}
-
 /// An ExposedApp; `isolation: Isolated` unless `spec` says otherwise, so every test here
 /// sees the app's ingress policy among its children (isolation itself has its own test).
 fn app(ns: &str, name: &str, net: &str, spec: Value) -> Value {

@@ -54,17 +54,6 @@ struct Case {
     holder: fn(&World) -> String,
 }
 
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(b.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (b, p) => *b = p,
-    }
-}
-
 fn app(ns: &str, name: &str, net: &str, spec: Value) -> Value {
     let mut s = json!({"network": net, "selector": {"app": name}, "isolation": "Isolated",
                        "ports": [{"name": "http", "port": 80}]});
