@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::AuditLog;
+pub use crate::rng::Rng;
 use crate::sets::{ChildKey, expected_children, live_children, owners};
 use crate::{apply, condition, gatehouse_api, root};
 
@@ -474,38 +475,6 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so a failing run can be repeated with
-/// its seed (CHAOS_SEED), without a dependency for it.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn from_env() -> Rng {
-        let seed = std::env::var("CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        println!("CHAOS_SEED={seed}");
-        Rng(seed | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in lo..hi.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo).max(1)
     }
 }
 

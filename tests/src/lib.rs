@@ -17,6 +17,7 @@ pub mod chaos;
 pub mod datapath;
 pub mod multinet;
 pub mod policy;
+pub mod rng;
 pub mod sets;
 
 /// Repository root.

@@ -14,29 +14,21 @@ use std::panic::AssertUnwindSafe;
 
 use gatehouse_operator::render_cmd::render_paths;
 use gatehouse_operator::schema_check;
+use gatehouse_tests::rng::Rng;
 use gatehouse_tests::{api_for, apply, client, root, sample_objects, sample_sets};
 use serde_json::{Value, json};
 
 const KINDS: [&str; 3] = ["ClusterNetwork", "ExposedApp", "EgressPolicy"];
 
-/// xorshift64*: small, seeded, repeatable (the seed is printed so any run can be replayed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
+/// A seed set and the index of one of its Gatehouse objects, to mutate.
+fn pick_target<'a>(rng: &mut Rng, seeds: &'a [Seed]) -> (&'a Seed, usize) {
+    let s = rng.pick(seeds);
+    let targets: Vec<usize> = (0..s.docs.len())
+        .filter(|&i| is_gatehouse(&s.docs[i]))
+        .collect();
+    (s, *rng.pick(&targets))
 }
 
-/// A set of documents (a sample set, an error fixture) one of whose objects gets mutated.
 struct Seed {
     name: String,
     docs: Vec<Value>,
@@ -321,11 +313,7 @@ async fn offline_verdicts_match_the_api_server_and_accepted_inputs_render_accept
         .filter(|s| s.docs.iter().any(is_gatehouse))
         .collect();
     for case in 0..cases {
-        let s = rng.pick(&seeds);
-        let targets: Vec<usize> = (0..s.docs.len())
-            .filter(|&i| is_gatehouse(&s.docs[i]))
-            .collect();
-        let t = *rng.pick(&targets);
+        let (s, t) = pick_target(&mut rng, &seeds);
         let mut obj = s.docs[t].clone();
         // A quarter unchanged (valid-shaped), the rest with 1-4 mutations.
         let n = if rng.below(4) == 0 {
@@ -475,11 +463,7 @@ fn validate_and_render_never_panic_on_arbitrary_input() {
     let (mut rendered, mut unparsed, mut schema_refused, mut findings) = (0, 0, 0, 0);
     let mut failures = Vec::new();
     for case in 0..cases {
-        let s = rng.pick(&seeds);
-        let targets: Vec<usize> = (0..s.docs.len())
-            .filter(|&i| is_gatehouse(&s.docs[i]))
-            .collect();
-        let t = *rng.pick(&targets);
+        let (s, t) = pick_target(&mut rng, &seeds);
         let mut docs = s.docs.clone();
         for _ in 0..1 + rng.below(4) {
             mutate(&mut rng, &mut docs[t]);

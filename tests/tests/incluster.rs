@@ -117,26 +117,13 @@ async fn wait_pods_ready(client: &Client, ns: &str, selector: &str, want: usize)
     .await
 }
 
-/// Every audit event of `user` since `since_line` of the audit log.
-fn audit_events(user: &str, since_line: usize) -> Vec<Value> {
-    let text = std::fs::read_to_string(cluster_dir().join("logs/audit.log")).unwrap_or_default();
-    text.lines()
-        .skip(since_line)
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+/// Every request of `user` the shared cluster's audit log recorded after `mark`.
+fn audit_events(user: &str, mark: u64) -> Vec<Value> {
+    gatehouse_tests::audit::AuditLog::shared()
+        .requests_since(mark)
+        .into_iter()
         .filter(|e| e["user"]["username"] == user)
-        // A watch is logged when its response starts (it completes only when it closes);
-        // everything else once, when it completes.
-        .filter(|e| {
-            (e["stage"] == "ResponseStarted" && e["verb"] == "watch")
-                || (e["stage"] == "ResponseComplete" && e["verb"] != "watch")
-        })
         .collect()
-}
-
-fn audit_lines() -> usize {
-    std::fs::read_to_string(cluster_dir().join("logs/audit.log"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
 }
 
 /// (apiGroup, resource[/subresource], verb) of an audit event.
@@ -281,7 +268,7 @@ async fn the_chart_runs_the_operator_image_on_the_node_within_its_rbac() {
     );
     let client = client().await;
     let (repo, tag) = operator_image();
-    let first_audit_line = audit_lines();
+    let audit_mark = gatehouse_tests::audit::AuditLog::shared().mark();
 
     // A namespace that enforces Pod Security "restricted", then the chart as shipped, with
     // the local image.
@@ -421,7 +408,7 @@ async fn the_chart_runs_the_operator_image_on_the_node_within_its_rbac() {
 
     // What the operator asked the API server for, from the audit log.
     let user = format!("system:serviceaccount:{NAMESPACE}:gatehouse");
-    let events = audit_events(&user, first_audit_line);
+    let events = audit_events(&user, audit_mark);
     assert!(
         events.len() > 20,
         "the audit log has {} requests of {user}",
