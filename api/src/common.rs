@@ -168,10 +168,14 @@ pub enum Reason {
     /// Event: external-dns did not acknowledge the removal of a deleted app's records in
     /// time; its routes were removed anyway.
     DnsTeardownUnconfirmed,
+    /// Event: the operator created or changed children (named in the note).
+    Applied,
+    /// Event: the operator deleted children no longer desired (named in the note).
+    Pruned,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Ready,
         Reason::Progressing,
         Reason::InvalidSpec,
@@ -193,6 +197,8 @@ impl Reason {
         Reason::WaitingForAddress,
         Reason::WaitingForDns,
         Reason::DnsTeardownUnconfirmed,
+        Reason::Applied,
+        Reason::Pruned,
     ];
 
     /// The reason as conditions and Events carry it.
@@ -219,6 +225,8 @@ impl Reason {
             Reason::WaitingForAddress => "WaitingForAddress",
             Reason::WaitingForDns => "WaitingForDNS",
             Reason::DnsTeardownUnconfirmed => "DNSTeardownUnconfirmed",
+            Reason::Applied => "Applied",
+            Reason::Pruned => "Pruned",
         }
     }
 }
@@ -233,7 +241,8 @@ impl std::fmt::Display for Reason {
 mod tests {
     use super::Reason;
 
-    /// README's troubleshooting table names exactly the reasons there are.
+    /// README's troubleshooting table names exactly the reasons there are, the Events'
+    /// reasons included.
     #[test]
     fn every_reason_is_in_the_readme_table_and_nothing_else() {
         let readme = include_str!("../../README.md");
@@ -247,12 +256,28 @@ mod tests {
             .filter_map(|l| l.strip_prefix("| `"))
             .filter_map(|l| l.split('`').next())
             .collect();
-        let events_only = [Reason::DnsTeardownUnconfirmed];
-        let known: std::collections::BTreeSet<&str> = Reason::ALL
-            .iter()
-            .filter(|r| !events_only.contains(r))
-            .map(|r| r.as_str())
-            .collect();
+        let known: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(listed, known);
+    }
+
+    /// `Reason::ALL` holds every variant of the enum (read off this file's source: Rust
+    /// cannot enumerate an enum), so the table test above cannot miss a new one.
+    #[test]
+    fn all_lists_every_variant() {
+        let source = include_str!("common.rs");
+        let body = source
+            .split("pub enum Reason {")
+            .nth(1)
+            .and_then(|s| s.split("\n}").next())
+            .expect("the enum is in this file");
+        let variants: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && l.ends_with(','))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        let all: Vec<String> = Reason::ALL.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(variants, all);
     }
 }

@@ -27,7 +27,11 @@ use crate::peer::Peer;
     printcolumn = r#"{"name":"Address","type":"string","jsonPath":".status.addresses[*].ip"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Tiers","type":"string","priority":1,"jsonPath":".status.tiers[*]"}"#,
+    printcolumn = r#"{"name":"URLs","type":"string","priority":1,"jsonPath":".status.urls[*]"}"#,
+    printcolumn = r#"{"name":"Children","type":"integer","priority":1,"jsonPath":".status.children"}"#,
+    printcolumn = r#"{"name":"Ready-Children","type":"integer","priority":1,"jsonPath":".status.readyChildren"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -137,6 +141,20 @@ pub enum RouteExposure {
     External,
     Internal,
     Both,
+}
+
+impl ExposedAppSpec {
+    /// The tiers the app is served on: its routes' and tcp ports' exposures, in
+    /// [`Tier::ALL`] order.
+    pub fn tiers(&self) -> Vec<Tier> {
+        Tier::ALL
+            .into_iter()
+            .filter(|t| {
+                self.routes.iter().any(|r| r.exposure.includes(*t))
+                    || self.tcp.iter().any(|p| p.exposure == *t)
+            })
+            .collect()
+    }
 }
 
 impl RouteExposure {
@@ -342,6 +360,16 @@ pub struct ExposedAppStatus {
     /// Every child with its readiness.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceStatus>,
+    /// The tiers the app is served on (its routes' and tcp ports' exposures), for
+    /// `kubectl get -o wide`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<Tier>,
+    /// How many children the app has (the entries of `resources`).
+    #[serde(default)]
+    pub children: i64,
+    /// How many of them report ready.
+    #[serde(default)]
+    pub ready_children: i64,
 }
 
 /// One address of a tier.

@@ -454,6 +454,9 @@ fn baseline_jobs(network: &ClusterNetwork, apps: &[ExposedApp]) -> Result<Vec<Jo
             conditions: conditions(&assessment, generation, &[], &now),
             urls: rendered.urls.clone(),
             addresses: rendered.addresses.clone(),
+            tiers: app.spec.tiers(),
+            children: resources.len() as i64,
+            ready_children: resources.len() as i64,
             resources,
         };
         jobs.push(Job {

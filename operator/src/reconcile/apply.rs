@@ -32,9 +32,18 @@ fn remember(shared: &Shared, key: ChildKey, rv: String, hash: String) {
         .insert(key, (rv, hash));
 }
 
-/// Carries out `plan`: returns what came of each desired child, in plan order. Deletes run
-/// after the writes, so a renamed child exists before its predecessor goes.
-pub async fn execute<'a>(shared: &Shared, plan: Plan<'a>) -> Result<Vec<(&'a Child, Outcome)>> {
+/// What executing a plan came to.
+#[derive(Debug, Default)]
+pub struct Executed<'a> {
+    /// What came of each desired child, in plan order.
+    pub outcomes: Vec<(&'a Child, Outcome)>,
+    /// Children this run deleted (not those already gone).
+    pub pruned: Vec<ChildKey>,
+}
+
+/// Carries out `plan`. Deletes run after the writes, so a renamed child exists before its
+/// predecessor goes.
+pub async fn execute<'a>(shared: &Shared, plan: Plan<'a>) -> Result<Executed<'a>> {
     let mut outcomes = Vec::with_capacity(plan.children.len());
     for planned in plan.children {
         let child = planned.child;
@@ -66,11 +75,14 @@ pub async fn execute<'a>(shared: &Shared, plan: Plan<'a>) -> Result<Vec<(&'a Chi
         };
         outcomes.push((child, outcome));
     }
+    let mut pruned = Vec::new();
     for key in plan.delete {
-        delete(shared, &key).await?;
+        if delete(shared, &key).await? {
+            pruned.push(key);
+        }
     }
     forget_gone(shared);
-    Ok(outcomes)
+    Ok(Executed { outcomes, pruned })
 }
 
 async fn write(
@@ -93,27 +105,28 @@ async fn write(
     Ok(())
 }
 
-async fn delete(shared: &Shared, key: &ChildKey) -> Result<()> {
+/// Deletes one child; false when it was gone already.
+async fn delete(shared: &Shared, key: &ChildKey) -> Result<bool> {
     let (kind, namespace, name) = key;
-    match api(shared, *kind, namespace.as_deref())
+    let deleted = match api(shared, *kind, namespace.as_deref())
         .delete(name, &DeleteParams::background())
         .await
     {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
         Err(source) => {
             return Err(Error::Prune {
                 what: describe_key(key),
                 source,
             });
         }
-    }
+    };
     shared
         .verified
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(key);
-    Ok(())
+    Ok(deleted)
 }
 
 /// Keeps the verified-versions map bounded: when it holds more than twice the children the

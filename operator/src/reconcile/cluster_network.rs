@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::status::{self, Assessment, Detail};
-use super::{RESYNC, Shared, apply, readiness, steps};
+use super::{RESYNC, Shared, apply, events, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner, pool};
 
@@ -45,7 +45,9 @@ async fn reconcile_once(network: Arc<ClusterNetwork>, ctx: Shared) -> Result<Act
             let mut findings = rendered.findings.0;
             let children = steps::servable(rendered.children, &ctx, &mut findings);
             let plan = steps::plan(&owner, &children, &ctx);
-            let outcomes = apply::execute(&ctx, plan).await?;
+            let executed = apply::execute(&ctx, plan).await?;
+            events::announce(&ctx, &owner, network.as_ref(), &executed).await;
+            let outcomes = executed.outcomes;
             let ready = steps::readiness(&outcomes, &ctx);
             a = Assessment {
                 findings,

@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::status::{self, Assessment};
-use super::{RESYNC, Shared, apply, readiness, steps};
+use super::{RESYNC, Shared, apply, events, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, Owner};
 
@@ -45,7 +45,9 @@ async fn reconcile_once(policy: Arc<EgressPolicy>, ctx: Shared) -> Result<Action
             let mut findings = rendered.findings.0;
             let children = steps::servable(rendered.children, &ctx, &mut findings);
             let plan = steps::plan(&owner, &children, &ctx);
-            let outcomes = apply::execute(&ctx, plan).await?;
+            let executed = apply::execute(&ctx, plan).await?;
+            events::announce(&ctx, &owner, policy.as_ref(), &executed).await;
+            let outcomes = executed.outcomes;
             let ready = steps::readiness(&outcomes, &ctx);
             a = Assessment {
                 findings,

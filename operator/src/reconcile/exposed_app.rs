@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::status::{self, Assessment};
-use super::{RESYNC, Shared, apply, listeners, readiness, steps};
+use super::{RESYNC, Shared, apply, events, listeners, readiness, steps};
 use crate::error::{Error, Result};
 use crate::render::{self, ChildKind, Owner};
 
@@ -105,7 +105,9 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
             let mut findings = rendered.findings.0;
             let children = steps::servable(rendered.children, ctx, &mut findings);
             let plan = steps::plan(&owner, &children, ctx);
-            let outcomes = apply::execute(ctx, plan).await?;
+            let executed = apply::execute(ctx, plan).await?;
+            events::announce(ctx, &owner, app, &executed).await;
+            let outcomes = executed.outcomes;
             let namespace = app.namespace().unwrap_or_default();
             let gateways = listeners::execute(
                 ctx,
@@ -145,6 +147,9 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
         conditions: status::conditions(&a, app.meta().generation, &previous.conditions, &now),
         urls,
         addresses,
+        tiers: app.spec.tiers(),
+        children: a.resources.len() as i64,
+        ready_children: a.resources.iter().filter(|r| r.ready).count() as i64,
         resources: a.resources,
     };
     let api: Api<ExposedApp> =

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cluster_network;
 pub mod egress_policy;
+pub mod events;
 pub mod exposed_app;
 pub mod index;
 pub mod listeners;
@@ -54,6 +55,8 @@ pub struct Context {
     pub verified: Arc<Mutex<apply::Verified>>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The budget of the Events that report written and pruned children (events.rs).
+    pub events: Mutex<events::Limiter>,
     /// Consecutive failures per object, for exponential backoff; cleared on success.
     pub failures: Mutex<HashMap<String, u32>>,
     /// (kind, namespace, name) -> the resourceVersion our last status write gave the
@@ -198,6 +201,7 @@ pub async fn run(
         verified: watches.verified.clone(),
         metrics: metrics.clone(),
         recorder,
+        events: Mutex::default(),
         failures: Mutex::default(),
         status_echoes: Mutex::default(),
     });
