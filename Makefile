@@ -19,7 +19,7 @@ export HELM_BIN
 GATEHOUSE := target/debug/gatehouse
 CRD_FILE := config/crd/gatehouse.dev_crds.yaml
 
-.PHONY: help build crds golden lint fmt test unit integration demo bench clean stack-up
+.PHONY: help build crds golden docs lint fmt test unit integration demo bench clean stack-up
 
 help:
 	@echo "make demo     start a local control plane, apply CRDs and samples, show the result"
@@ -27,6 +27,7 @@ help:
 	@echo "make unit     tests that need no cluster"
 	@echo "make crds     regenerate $(CRD_FILE) from the Rust types"
 	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
+	@echo "make docs     regenerate docs/setups/ (one page per sample set) from the samples and their renders"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make bench    render throughput benchmark"
 	@echo "make chaos-long  the fault tests at full size: 1,000 apps, 20 SIGKILLs (CHAOS_* to change), own control planes"
@@ -49,7 +50,11 @@ crds: build
 	cp $(CRD_FILE) charts/gatehouse/crds/gatehouse.dev_crds.yaml
 
 golden:
-	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test golden
+	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test golden --test setup_docs
+
+# The setup pages docs/setups/*.md, from the sample sets and their renderings.
+docs:
+	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test setup_docs
 
 lint:
 	$(CARGO) fmt --all -- --check
