@@ -118,8 +118,7 @@ fn page(set: &Path) -> String {
 
     writeln!(w, "## What Gatehouse creates\n").unwrap();
     // Owner -> its children, in render order.
-    let mut by_owner: BTreeMap<(String, String, String), Vec<&serde_json::Value>> =
-        BTreeMap::new();
+    let mut by_owner: BTreeMap<(String, String, String), Vec<&serde_json::Value>> = BTreeMap::new();
     for c in &out.children {
         let owner = (
             label(&c.object, labels::OWNER_KIND).to_string(),
@@ -280,15 +279,29 @@ fn a_page_names_each_file_what_it_replaces_and_every_child() {
     let set = root().join("config/samples/hetzner-k3s");
     let doc = page(&set);
     assert!(doc.starts_with("<!-- Generated"), "{doc}");
-    assert!(doc.contains("# `hetzner-k3s`: Seed 000 (k3s on Hetzner)\n"), "{doc}");
-    for f in ["00-namespaces.yaml", "10-clusternetwork.yaml", "30-apps.yaml", "40-egress.yaml"] {
+    assert!(
+        doc.contains("# `hetzner-k3s`: Seed 000 (k3s on Hetzner)\n"),
+        "{doc}"
+    );
+    for f in [
+        "00-namespaces.yaml",
+        "10-clusternetwork.yaml",
+        "30-apps.yaml",
+        "40-egress.yaml",
+    ] {
         assert!(doc.contains(&format!("### `{f}`")), "{f}");
     }
     // The header comment became prose, not YAML.
-    assert!(doc.contains("A Hetzner load balancer (public IPv4 + IPv6,"), "{doc}");
+    assert!(
+        doc.contains("A Hetzner load balancer (public IPv4 + IPv6,"),
+        "{doc}"
+    );
     assert!(!doc.contains("\n# Seed 000"), "{doc}");
     let out = render_paths(&[set]);
-    let rows = doc.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| owner")).count();
+    let rows = doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| owner"))
+        .count();
     assert_eq!(rows, out.children.len(), "one table row per child");
     for c in &out.children {
         assert!(doc.contains(&format!("| `{}` |", c.name())), "{}", c.name());

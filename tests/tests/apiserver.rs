@@ -225,4 +225,9 @@ fn kubectl_works_with_the_admin_kubeconfig() {
     assert!(explain.contains("PROXY protocol"), "{explain}");
     let explain = kubectl(&["explain", "clusternetwork.spec.policy.defaultDeny"]);
     assert!(explain.contains("gatehouse-default-deny"), "{explain}");
+    // The status fields behind `kubectl get xapp -o wide`.
+    let explain = kubectl(&["explain", "exposedapp.status.readyChildren"]);
+    assert!(explain.contains("report ready"), "{explain}");
+    let explain = kubectl(&["explain", "exposedapp.status.tiers"]);
+    assert!(explain.contains("kubectl get -o wide"), "{explain}");
 }

@@ -1297,3 +1297,189 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
         .delete(&net, &DeleteParams::default())
         .await;
 }
+
+/// `kubectl` on the shared cluster, with a private discovery cache (loopback ports get
+/// reused across clusters, and a cache from an earlier one would hide our CRDs' columns).
+fn kubectl(args: &[&str]) -> String {
+    let cache =
+        std::env::temp_dir().join(format!("gatehouse-kubectl-cache-{}", std::process::id()));
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Events of one object with `reason`, each with how often it happened (an Event the
+/// recorder repeats is one object whose series counts the repeats).
+async fn events_of(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<(String, i32)> {
+    let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .map(|e| {
+            let count = e.series.as_ref().map(|s| s.count).unwrap_or(1);
+            (e.note.unwrap_or_default(), count)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_tiers_urls_and_children_wide_and_describe_shows_what_was_written_and_pruned()
+{
+    let (client, ns, net, zone) = setup(
+        "kubectl",
+        json!({"ingress": {"internal": {"className": "nginx-internal", "namespace": "ingress-nginx", "podSelector": {"matchLabels": {"app": "ingress-nginx-internal"}}, "addresses": ["192.0.2.2"]}}}),
+    )
+    .await;
+    let host = format!("wide.{zone}");
+    let both = app(
+        &ns,
+        "wide",
+        &net,
+        json!({"dns": {"enabled": false}, "routes": [{"hosts": [host], "exposure": "Both", "tls": false, "redirectToHttps": false}]}),
+    );
+    let started = Instant::now();
+    apply(&client, &both, false).await.unwrap();
+    let obj = wait_condition(&apps(&client, &ns), "wide", "Ready", "True", None, LONG).await;
+    let status = &obj.data["status"];
+    let resources = status["resources"].as_array().unwrap();
+    assert_eq!(status["children"].as_i64(), Some(resources.len() as i64));
+    assert_eq!(
+        status["readyChildren"].as_i64(),
+        Some(resources.len() as i64)
+    );
+    assert_eq!(status["tiers"], json!(["External", "Internal"]));
+
+    // -o wide: the default columns, then the tiers, URLs and child counts as the status has them.
+    let wide = kubectl(&["get", "xapp", "wide", "-n", &ns, "-o", "wide"]);
+    let mut lines = wide.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "HOSTS",
+            "ADDRESS",
+            "READY",
+            "REASON",
+            "AGE",
+            "TIERS",
+            "URLS",
+            "CHILDREN",
+            "READY-CHILDREN"
+        ],
+        "{wide}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let urls: Vec<&str> = status["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(!urls.is_empty(), "{status}");
+    let n = resources.len().to_string();
+    assert_eq!(
+        &row[row.len() - 4..],
+        ["External,Internal", &urls.join(","), &n, &n],
+        "{wide}"
+    );
+    // Without -o wide the extra columns stay out of the way.
+    let plain = kubectl(&["get", "xapp", "wide", "-n", &ns]);
+    assert!(
+        !plain.contains("TIERS") && plain.contains("READY"),
+        "{plain}"
+    );
+
+    // describe: a Normal Applied Event naming the children written.
+    eventually(LONG, "an Applied event", || async {
+        let applied = events_of(&client, &ns, "wide", "Applied").await;
+        applied
+            .iter()
+            .any(|(note, _)| note.contains(&format!("Ingress {ns}/wide-internal")))
+            .then_some(())
+    })
+    .await;
+    let described = kubectl(&["describe", "xapp", "wide", "-n", &ns]);
+    assert!(
+        described.contains("Normal   Applied") && described.contains("children: "),
+        "{described}"
+    );
+
+    // Serving on one tier only prunes the other tier's Ingress: a Pruned Event names it.
+    let mut external = both.clone();
+    external["spec"]["routes"][0]["exposure"] = json!("External");
+    apply(&client, &external, false).await.unwrap();
+    eventually(
+        LONG,
+        "a Pruned event naming the internal Ingress",
+        || async {
+            let pruned = events_of(&client, &ns, "wide", "Pruned").await;
+            pruned
+                .iter()
+                .any(|(note, _)| note == &format!("deleted 1 child: Ingress {ns}/wide-internal"))
+                .then_some(())
+        },
+    )
+    .await;
+    let obj = wait_condition(&apps(&client, &ns), "wide", "Ready", "True", None, LONG).await;
+    assert_eq!(obj.data["status"]["tiers"], json!(["External"]));
+
+    // Rate limit: many changes in a row publish at most the object's burst (3) in the minute.
+    for port in 81..87 {
+        let mut changed = external.clone();
+        changed["spec"]["ports"][0]["port"] = json!(port);
+        apply(&client, &changed, false).await.unwrap();
+        wait_condition(&apps(&client, &ns), "wide", "Ready", "True", None, LONG).await;
+    }
+    let mut published = 0;
+    for reason in ["Applied", "Pruned"] {
+        published += events_of(&client, &ns, "wide", reason)
+            .await
+            .iter()
+            .map(|(_, count)| count)
+            .sum::<i32>();
+    }
+    // The burst, plus one a minute since the first (the bucket refills while we run).
+    let refilled = (started.elapsed().as_secs() / 60) as i32;
+    assert!(
+        (3..=3 + refilled).contains(&published),
+        "{published} Applied + Pruned Events of one object in {:?} after 8 or more changes",
+        started.elapsed()
+    );
+
+    // A Stalled reason gets a Warning Event with the condition's message.
+    let mut bad = external.clone();
+    bad["spec"]["network"] = json!(format!("{net}-missing"));
+    apply(&client, &bad, false).await.unwrap();
+    wait_condition(
+        &apps(&client, &ns),
+        "wide",
+        "Stalled",
+        "True",
+        Some("NetworkNotFound"),
+        LONG,
+    )
+    .await;
+    eventually(LONG, "a NetworkNotFound warning", || async {
+        let described = kubectl(&["describe", "xapp", "wide", "-n", &ns]);
+        (described.contains("Warning  NetworkNotFound")).then_some(())
+    })
+    .await;
+}

@@ -338,10 +338,16 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         audited.len(),
         audited.iter().map(audit::line).collect::<Vec<_>>()
     );
+    // The one Event (Applied, naming the children) is a write too, in the app's namespace.
+    let event_writes = what
+        .iter()
+        .filter(|w| w.contains(&format!("/namespaces/{ns}/events")))
+        .count() as u64;
     let app_writes = what
         .iter()
         .filter(|w| w.contains(&format!("/namespaces/{ns}/")))
-        .count() as u64;
+        .count() as u64
+        - event_writes;
     // The network's status counts its apps (status.exposedApps): that write is the
     // network's, not the app's, and is reported separately.
     let network_writes = what
@@ -349,11 +355,15 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         .filter(|w| w.contains(&format!("/clusternetworks/{network}/status")))
         .count() as u64;
     assert_eq!(
-        app_writes + network_writes,
+        app_writes + network_writes + event_writes,
         writes,
         "unexpected writes: {what:#?}"
     );
     assert!(network_writes <= 1, "{what:#?}");
+    assert_eq!(
+        event_writes, 1,
+        "one Applied Event for the new app: {what:#?}"
+    );
     // No route or tcp host, so no DNS records and no finalizer: children + one status write.
     assert!(
         app_writes <= children + 1,
@@ -367,6 +377,6 @@ async fn new_app_cost(client: &Client, op: &Operator) -> String {
         .delete(&network, &DeleteParams::default())
         .await;
     format!(
-        "new ExposedApp with {children} children: {app_writes} writes to the app and its children, {network_writes} to its network's status: {what:?}"
+        "new ExposedApp with {children} children: {app_writes} writes to the app and its children, {event_writes} Event, {network_writes} to its network's status: {what:?}"
     )
 }
