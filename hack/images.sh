@@ -14,6 +14,9 @@
 #                             under $IMAGES_CACHE/images/oauth2-proxy/<key>/; built once
 #   hack/images.sh verify     run both archives with runc as a pod would (uid 65532, read-only
 #                             root filesystem, no capabilities, own network namespace)
+#   hack/images.sh verify-run KUBECONFIG  the operator image's `gatehouse run` with runc
+#                             against that control plane (uid 65532, read-only root): ready,
+#                             reconciles a ClusterNetwork, exits on SIGTERM
 #   hack/images.sh paths      print the three archive paths (they need not exist yet)
 #   hack/images.sh buildah ARGS...   buildah ARGS with this storage, in the namespace below
 #
@@ -412,6 +415,79 @@ verify() {
 	log "verified both images"
 }
 
+
+# verify_run KUBECONFIG: the operator image's `gatehouse run` as a pod would run it (uid
+# 65532, read-only root, no capabilities, no new privileges), against the control plane of
+# KUBECONFIG (certificates embedded; mounted read-only). It shares the host's network
+# namespace only to reach a loopback API server. Checks: /readyz answers 200 (caches synced
+# and the API server answering), the process's uid/gid, capabilities and root mount, a
+# ClusterNetwork it reconciles to Ready, and its exit on SIGTERM.
+verify_run() {
+	local kubeconfig=${1:?usage: images.sh verify-run KUBECONFIG}
+	command -v runc >/dev/null || die "runc is missing: make runc"
+	local version work op id pid port t0 ok status uid gid capeff rootopts net code
+	version=$(operator_version)
+	work=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-images-run.XXXXXX")
+	id=gatehouse-verify-$$-run
+	mkdir -p "$RUNC_ROOT"
+	net=gatehouse-image-check-$$
+	# shellcheck disable=SC2064
+	trap "runc --root '$RUNC_ROOT' delete --force '$id' >/dev/null 2>&1 || true; kubectl --kubeconfig '$kubeconfig' delete clusternetwork '$net' --ignore-not-found --wait=false >/dev/null 2>&1 || true; rm -rf '$work'" EXIT
+	op=$work/operator
+	unpack "$OUT/gatehouse-$version.oci.tar" "$OUT/gatehouse-$version.digest" "$op"
+	cp "$kubeconfig" "$work/kubeconfig"
+	chmod 0444 "$work/kubeconfig"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	bundle "$op" "$(image_args "$op/image.json" "[\"run\",\"--http-addr\",\"127.0.0.1:$port\"]")" \
+		'["KUBECONFIG=/etc/gatehouse/kubeconfig","RUST_LOG=info"]' \
+		".mounts += [{destination: \"/etc/gatehouse/kubeconfig\", type: \"bind\", source: \"$work/kubeconfig\", options: [\"bind\", \"ro\"]}]
+		| .linux.namespaces |= map(select(.type != \"network\"))"
+	t0=$(date +%s%N)
+	runc_ run --detach --bundle "$op" "$id" >"$work/run.log" 2>&1
+	pid=$(runc_ state "$id" | jq -r .pid)
+	ok=
+	for _ in $(seq 600); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+		if [ "$code" = 200 ]; then ok=1; break; fi
+		[ "$(runc_ state "$id" 2>/dev/null | jq -r .status)" = running ] ||
+			die "run: the operator exited: $(tail -20 "$work/run.log")"
+		sleep 0.1
+	done
+	[ -n "$ok" ] || die "run: /readyz not 200 within 60 s (last $code): $(tail -20 "$work/run.log")"
+	log "run: /readyz 200 $((($(date +%s%N) - t0) / 1000000)) ms after start (caches synced, API server answering)"
+	uid=$(awk '/^Uid:/ {print $2 ":" $3 ":" $4 ":" $5}' "/proc/$pid/status")
+	gid=$(awk '/^Gid:/ {print $2 ":" $3 ":" $4 ":" $5}' "/proc/$pid/status")
+	capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
+	rootopts=$(awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo" | tail -1)
+	[ "$uid" = 65532:65532:65532:65532 ] || die "run: uid $uid, want 65532"
+	[ "$gid" = 65532:65532:65532:65532 ] || die "run: gid $gid, want 65532"
+	[ "$capeff" = 0000000000000000 ] || die "run: effective capabilities $capeff"
+	[[ ,$rootopts, == *,ro,* ]] || die "run: root mounted $rootopts, want ro"
+	log "run: pid $pid uid/gid 65532, CapEff $capeff, root filesystem mounted $rootopts"
+	kubectl --kubeconfig "$kubeconfig" apply -f - >/dev/null <<-EOF
+		apiVersion: gatehouse.dev/v1alpha1
+		kind: ClusterNetwork
+		metadata:
+		  name: $net
+		spec: {}
+	EOF
+	kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready "clusternetwork/$net" --timeout=60s >/dev/null ||
+		die "run: ClusterNetwork $net not Ready: $(tail -20 "$work/run.log")"
+	log "run: reconciled ClusterNetwork $net to Ready"
+	kubectl --kubeconfig "$kubeconfig" delete clusternetwork "$net" >/dev/null
+	t0=$(date +%s%N)
+	runc_ kill "$id" TERM
+	for _ in $(seq 100); do
+		[ "$(runc_ state "$id" 2>/dev/null | jq -r .status)" = stopped ] && break
+		sleep 0.1
+	done
+	status=$(runc_ state "$id" | jq -r .status)
+	[ "$status" = stopped ] || die "run: still $status 10 s after SIGTERM"
+	log "run: exited $((($(date +%s%N) - t0) / 1000000)) ms after SIGTERM"
+	runc_ delete "$id"
+	log "verified gatehouse run from the image"
+}
+
 case "${1:-}" in
 _build) shift; in_private_ns "$SELF" _buildah "$@" ;; # internal: build_image under the lock
 _buildah) shift; buildah_image "$@" ;;                 # internal: inside the namespace
@@ -419,9 +495,10 @@ operator) operator ;;
 backend) backend ;;
 oauth2-proxy) oauth2_proxy ;;
 verify) verify ;;
+verify-run) shift; verify_run "$@" ;;
 paths) paths ;;
 refs) refs ;;
 buildah) shift; in_private_ns "$SELF" _bh "$@" ;;
 _bh) shift; bh "$@" ;;
-*) die "usage: $0 operator|backend|oauth2-proxy|verify|paths|refs|buildah ARGS..." ;;
+*) die "usage: $0 operator|backend|oauth2-proxy|verify|verify-run KUBECONFIG|paths|refs|buildah ARGS..." ;;
 esac
