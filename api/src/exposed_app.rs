@@ -28,8 +28,8 @@ use crate::peer::Peer;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Tiers","type":"string","priority":1,"jsonPath":".status.tiers[*]"}"#,
-    printcolumn = r#"{"name":"URLs","type":"string","priority":1,"jsonPath":".status.urls[*]"}"#,
+    printcolumn = r#"{"name":"Tiers","type":"string","priority":1,"jsonPath":".status.wide.tiers"}"#,
+    printcolumn = r#"{"name":"URLs","type":"string","priority":1,"jsonPath":".status.wide.urls"}"#,
     printcolumn = r#"{"name":"Children","type":"integer","priority":1,"jsonPath":".status.children"}"#,
     printcolumn = r#"{"name":"Ready-Children","type":"integer","priority":1,"jsonPath":".status.readyChildren"}"#
 )]
@@ -360,16 +360,49 @@ pub struct ExposedAppStatus {
     /// Every child with its readiness.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceStatus>,
-    /// The tiers the app is served on (its routes' and tcp ports' exposures), for
-    /// `kubectl get -o wide`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tiers: Vec<Tier>,
+    /// The `kubectl get -o wide` columns that list several values, each as one string: a
+    /// CRD's printer column shows only the first value of a list.
+    #[serde(default, skip_serializing_if = "WideColumns::is_empty")]
+    pub wide: WideColumns,
     /// How many children the app has (the entries of `resources`).
     #[serde(default)]
     pub children: i64,
     /// How many of them report ready.
     #[serde(default)]
     pub ready_children: i64,
+}
+
+/// See `ExposedAppStatus::wide`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WideColumns {
+    /// The tiers the app is served on (its routes' and tcp ports' exposures),
+    /// comma-separated, e.g. `External,Internal`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub tiers: String,
+    /// `urls`, comma-separated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub urls: String,
+}
+
+impl WideColumns {
+    pub fn of(spec: &ExposedAppSpec, urls: &[String]) -> WideColumns {
+        WideColumns {
+            tiers: spec
+                .tiers()
+                .iter()
+                // The API's spelling (`External`), not the lowercase of child names.
+                .map(|t| format!("{t:?}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            urls: urls.join(","),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tiers.is_empty() && self.urls.is_empty()
+    }
 }
 
 /// One address of a tier.

@@ -454,7 +454,7 @@ fn baseline_jobs(network: &ClusterNetwork, apps: &[ExposedApp]) -> Result<Vec<Jo
             conditions: conditions(&assessment, generation, &[], &now),
             urls: rendered.urls.clone(),
             addresses: rendered.addresses.clone(),
-            tiers: app.spec.tiers(),
+            wide: gatehouse_api::WideColumns::of(&app.spec, &rendered.urls),
             children: resources.len() as i64,
             ready_children: resources.len() as i64,
             resources,

@@ -228,6 +228,6 @@ fn kubectl_works_with_the_admin_kubeconfig() {
     // The status fields behind `kubectl get xapp -o wide`.
     let explain = kubectl(&["explain", "exposedapp.status.readyChildren"]);
     assert!(explain.contains("report ready"), "{explain}");
-    let explain = kubectl(&["explain", "exposedapp.status.tiers"]);
-    assert!(explain.contains("kubectl get -o wide"), "{explain}");
+    let explain = kubectl(&["explain", "exposedapp.status.wide.tiers"]);
+    assert!(explain.contains("comma-separated"), "{explain}");
 }

@@ -142,12 +142,13 @@ async fn apply_app(app: &ExposedApp, ctx: &Shared) -> Result<Action> {
     }
     let previous = app.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let wide = gatehouse_api::WideColumns::of(&app.spec, &urls);
     let status = ExposedAppStatus {
         observed_generation: app.meta().generation,
         conditions: status::conditions(&a, app.meta().generation, &previous.conditions, &now),
         urls,
         addresses,
-        tiers: app.spec.tiers(),
+        wide,
         children: a.resources.len() as i64,
         ready_children: a.resources.iter().filter(|r| r.ready).count() as i64,
         resources: a.resources,
