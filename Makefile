@@ -28,7 +28,9 @@ help:
 	@echo "make crds     regenerate $(CRD_FILE) from the Rust types"
 	@echo "make golden   regenerate expected render output (fixtures and samples); review the diff"
 	@echo "make docs     regenerate docs/setups/ (one page per sample set) from the samples and their renders"
-	@echo "make lint     cargo fmt --check and clippy -D warnings"
+	@echo "make lint     cargo fmt --check, clippy -D warnings, cargo deny (deny.toml)"
+	@echo "make deny     the cargo-deny checks alone (licenses, bans, sources, advisories)"
+	@echo "make advisory-db  clone or update the RustSec advisory database cargo deny reads (ADVISORY_DB_SOURCE=)"
 	@echo "make bench    render throughput benchmark"
 	@echo "make chaos-long  the fault tests at full size: 1,000 apps, 20 SIGKILLs (CHAOS_* to change), own control planes"
 	@echo "make fuzz     long differential fuzz run (CASES=5000, SEED=random) on a control plane of its own"
@@ -56,9 +58,36 @@ golden:
 docs:
 	GATEHOUSE_UPDATE_GOLDEN=1 $(CARGO) test -p gatehouse-operator --test setup_docs
 
-lint:
+# cargo-deny (deny.toml: licenses, bans, sources, advisories), built once from crates.io into
+# a cache outside the repo; one place for its version.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY_ROOT := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gatehouse/tools/cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY := $(CARGO_DENY_ROOT)/bin/cargo-deny
+# The RustSec advisory database: a git clone that cargo-deny opens without fetching (its host
+# is not reachable from every machine). Absent, the advisories check is skipped, saying so.
+ADVISORY_DB ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gatehouse/advisory-db
+export ADVISORY_DB
+
+$(CARGO_DENY):
+	@echo "cargo-deny: building $(CARGO_DENY_VERSION) from crates.io into $(CARGO_DENY_ROOT) (once, a few minutes)"
+	$(CARGO) install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION) --root $(CARGO_DENY_ROOT)
+
+# Where `make advisory-db` clones or updates the database from (a git URL or a local clone).
+ADVISORY_DB_SOURCE ?= https://github.com/rustsec/advisory-db
+
+.PHONY: cargo-deny deny advisory-db
+cargo-deny: $(CARGO_DENY)
+
+deny: $(CARGO_DENY)
+	@CARGO_DENY='$(CARGO_DENY)' hack/deny.sh
+
+advisory-db: $(CARGO_DENY)
+	@CARGO_DENY='$(CARGO_DENY)' hack/deny.sh update '$(ADVISORY_DB_SOURCE)'
+
+lint: $(CARGO_DENY)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@CARGO_DENY='$(CARGO_DENY)' hack/deny.sh
 
 fmt:
 	$(CARGO) fmt --all

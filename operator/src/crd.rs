@@ -5,7 +5,7 @@ pub fn crds_yaml() -> String {
     let mut out = String::new();
     for crd in gatehouse_api::crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).expect("a CRD always serializes"));
+        out.push_str(&yaml_serde::to_string(&crd).expect("a CRD always serializes"));
     }
     out
 }

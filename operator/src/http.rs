@@ -1,4 +1,4 @@
-//! The operator's plain-HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the
+//! The operator's plain-HTTP endpoints: `/metrics` (Prometheus text format 0.0.4), `/healthz` (the
 //! process serves requests) and `/readyz` (caches synced and the API server answering: the
 //! operator can act).
 
@@ -48,7 +48,7 @@ async fn route(endpoints: &Endpoints, path: &str) -> Response<Full<Bytes>> {
     match path {
         "/metrics" => reply(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
             endpoints.metrics.render(&(endpoints.children)()),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -126,7 +126,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Inputs, Vec<String>> {
                 continue;
             }
         };
-        for (index, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        for (index, doc) in yaml_serde::Deserializer::from_str(&text).enumerate() {
             let value = match Value::deserialize_from(doc) {
                 Ok(Value::Null) => continue,
                 Ok(v) => v,
@@ -152,10 +152,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Inputs, Vec<String>> {
 }
 
 trait DeserializeFrom: Sized {
-    fn deserialize_from(doc: serde_yaml::Deserializer) -> Result<Self, serde_yaml::Error>;
+    fn deserialize_from(doc: yaml_serde::Deserializer) -> Result<Self, yaml_serde::Error>;
 }
 impl DeserializeFrom for Value {
-    fn deserialize_from(doc: serde_yaml::Deserializer) -> Result<Self, serde_yaml::Error> {
+    fn deserialize_from(doc: yaml_serde::Deserializer) -> Result<Self, yaml_serde::Error> {
         serde::Deserialize::deserialize(doc)
     }
 }

@@ -92,7 +92,7 @@ pub fn format_listeners(listeners: &[render::gateway::GatewayListeners]) -> Stri
             "# --- listeners of field manager {} in Gateway {}/{} ({} tier), merged by server-side apply:\n",
             l.manager, l.namespace, l.gateway, l.tier
         ));
-        for line in serde_yaml::to_string(&l.apply_body())
+        for line in yaml_serde::to_string(&l.apply_body())
             .unwrap_or_default()
             .lines()
         {
@@ -108,7 +108,7 @@ pub fn format(children: &[Child], format: Format) -> String {
             let mut out = String::new();
             for c in children {
                 out.push_str("---\n");
-                out.push_str(&serde_yaml::to_string(&c.object).unwrap_or_default());
+                out.push_str(&yaml_serde::to_string(&c.object).unwrap_or_default());
             }
             out
         }

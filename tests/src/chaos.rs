@@ -627,7 +627,7 @@ impl Workload {
         let text: Vec<String> = self
             .objects()
             .iter()
-            .map(|o| serde_yaml::to_string(o).unwrap())
+            .map(|o| yaml_serde::to_string(o).unwrap())
             .collect();
         std::fs::write(path, text.join("---\n")).unwrap();
     }

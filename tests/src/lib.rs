@@ -113,7 +113,7 @@ pub async fn apply(
 
 /// Parses a multi-document YAML string into JSON values (skipping empty documents).
 pub fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    yaml_serde::Deserializer::from_str(text)
         .filter_map(|d| {
             let v: Value = serde::Deserialize::deserialize(d).expect("valid YAML");
             (!v.is_null()).then_some(v)
@@ -295,11 +295,11 @@ pub async fn operator_config() -> Config {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut kubeconfig: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    let mut kubeconfig: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
     kubeconfig["users"][0]["user"] =
-        serde_yaml::to_value(serde_json::json!({"token": token})).unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+        yaml_serde::to_value(serde_json::json!({"token": token})).unwrap();
+    let kubeconfig = Kubeconfig::from_yaml(&yaml_serde::to_string(&kubeconfig).unwrap()).unwrap();
     Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap()

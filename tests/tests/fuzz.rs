@@ -51,7 +51,7 @@ fn seeds() -> Vec<Seed> {
     for f in files {
         // Some fixtures are not YAML on purpose: they seed nothing.
         let text = std::fs::read_to_string(&f).unwrap();
-        let docs: Result<Vec<Value>, _> = serde_yaml::Deserializer::from_str(&text)
+        let docs: Result<Vec<Value>, _> = yaml_serde::Deserializer::from_str(&text)
             .map(serde::Deserialize::deserialize)
             .collect();
         let Ok(docs) =
@@ -357,7 +357,7 @@ async fn offline_verdicts_match_the_api_server_and_accepted_inputs_render_accept
         let file = tmp.join(format!("case-{case}.yaml"));
         let text: String = docs
             .iter()
-            .map(|d| format!("---\n{}", serde_yaml::to_string(d).unwrap()))
+            .map(|d| format!("---\n{}", yaml_serde::to_string(d).unwrap()))
             .collect();
         std::fs::write(&file, text).unwrap();
         let out = match std::panic::catch_unwind(AssertUnwindSafe(|| {

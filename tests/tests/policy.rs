@@ -415,7 +415,7 @@ fn contract_corners_admit_exactly_what_the_objects_declare_offline() {
     std::fs::create_dir_all(&dir).unwrap();
     let yaml: Vec<String> = objects
         .iter()
-        .map(|o| serde_yaml::to_string(o).unwrap())
+        .map(|o| yaml_serde::to_string(o).unwrap())
         .collect();
     std::fs::write(dir.join("set.yaml"), yaml.join("---\n")).unwrap();
     let pods = offline_pods(&objects);
