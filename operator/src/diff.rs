@@ -184,6 +184,8 @@ impl Diff {
 }
 
 type Key = (String, String);
+/// (kind, namespace, name) of a Gatehouse owner, as its children's labels name it.
+type OwnerKey = (String, Option<String>, String);
 
 fn key_of<K: ResourceExt>(o: &K) -> Key {
     (o.namespace().unwrap_or_default(), o.name_any())
@@ -319,6 +321,13 @@ pub fn diff(inputs: &Inputs, live: &Live, now: Timestamp) -> Diff {
         .collect();
     let ctx = context(inputs, live, &networks, &apps, &policies);
     let children = live_children(live);
+    // The children of each owner, by their owner labels (what the operator's index keeps).
+    let mut owned: BTreeMap<OwnerKey, Vec<ChildKey>> = BTreeMap::new();
+    for (k, c) in &children {
+        if let Some(o) = owner_of(&c.meta) {
+            owned.entry(o).or_default().push(k.clone());
+        }
+    }
     let served = |kind: ChildKind| kind == ChildKind::Service || live.children.contains_key(&kind);
     let mut out = Diff::default();
     for ((origin, _), n) in inputs.networks.iter().zip(&networks) {
@@ -332,6 +341,7 @@ pub fn diff(inputs: &Inputs, live: &Live, now: Timestamp) -> Diff {
             before,
             rendered,
             &children,
+            &owned,
             &served,
             &now,
         ));
@@ -347,6 +357,7 @@ pub fn diff(inputs: &Inputs, live: &Live, now: Timestamp) -> Diff {
             before,
             rendered,
             &children,
+            &owned,
             &served,
             &now,
         ));
@@ -362,6 +373,7 @@ pub fn diff(inputs: &Inputs, live: &Live, now: Timestamp) -> Diff {
             before,
             rendered,
             &children,
+            &owned,
             &served,
             &now,
         ));
@@ -384,6 +396,7 @@ fn object_diff<K: Resource<DynamicType = ()>>(
     live_spec: Option<Value>,
     rendered: Result<render::Rendered, render::Findings>,
     live: &BTreeMap<ChildKey, LiveChild>,
+    owned: &BTreeMap<OwnerKey, Vec<ChildKey>>,
     served: &impl Fn(ChildKind) -> bool,
     now: &Timestamp,
 ) -> ObjectDiff {
@@ -408,10 +421,7 @@ fn object_diff<K: Resource<DynamicType = ()>>(
         Ok(rendered) => {
             let mut findings: Vec<Finding> = rendered.findings.0;
             let desired = servable_by(rendered.children, served, &mut findings);
-            let owned = live
-                .iter()
-                .filter(|(_, c)| owner_of(&c.meta).as_ref() == Some(&owner.key()))
-                .map(|(k, _)| k.clone());
+            let owned = owned.get(&owner.key()).cloned().unwrap_or_default();
             let p = plan::plan(
                 &owner,
                 &desired,
