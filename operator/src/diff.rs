@@ -543,9 +543,20 @@ fn walk(path: &str, live: Option<&Value>, desired: &Value, out: &mut Vec<FieldCh
                 walk(&join(path, k), l.get(k), v, out);
             }
         }
-        (Some(Value::Array(l)), Value::Array(d)) if l.len() == d.len() => {
-            for (i, (lv, dv)) in l.iter().zip(d).enumerate() {
-                walk(&format!("{path}[{i}]"), Some(lv), dv, out);
+        // Entry by entry: what the apply makes of the list (the operator owns the lists it
+        // writes), with entries past the shorter end added or removed.
+        (Some(Value::Array(l)), Value::Array(d)) => {
+            for i in 0..l.len().max(d.len()) {
+                let here = format!("{path}[{i}]");
+                match (l.get(i), d.get(i)) {
+                    (lv, Some(dv)) => walk(&here, lv, dv, out),
+                    (Some(lv), None) => out.push(FieldChange {
+                        path: here,
+                        live: Some(lv.clone()),
+                        desired: None,
+                    }),
+                    (None, None) => {}
+                }
             }
         }
         _ => out.push(FieldChange {
@@ -914,7 +925,7 @@ ExposedApp shop/orphan (in.yaml): created
     }
 
     #[test]
-    fn fields_the_operator_owns_and_stops_setting_are_removed() {
+    fn list_entries_and_fields_the_operator_owns_and_stops_setting_are_diffed_one_by_one() {
         let live =
             json!({"metadata": {"annotations": {"a": "1", "b": "2"}}, "spec": {"x": 1, "y": [1]}});
         let desired = json!({"metadata": {"annotations": {"a": "1"}}, "spec": {"x": 2}});

@@ -183,7 +183,7 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
         "    ~ spec.ports[0].port: 80 -> 8080\n".to_string(),
         format!("  ~ Service {shop}/web\n      ~ spec.ports[0].port: 80 -> 8080\n"),
         format!("  ~ Ingress {shop}/web-external\n"),
-        "      ~ spec.rules: ".to_string(),
+        "      + spec.rules[1]: {\"host\":\"www-".to_string(),
     ] {
         assert!(
             run.stdout.contains(&line),
@@ -247,12 +247,16 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     let removed_file = write(&dir, "removed.yaml", &[removed]);
     let run = diff(&[&removed_file], &[]);
     assert_eq!(run.code, 1);
-    assert!(
-        run.stdout
-            .contains(&format!("  - Ingress {shop}/web-internal\n")),
-        "{}",
-        run.stdout
-    );
+    for line in [
+        "    - spec.routes[1]: {".to_string(),
+        format!("  - Ingress {shop}/web-internal\n"),
+    ] {
+        assert!(
+            run.stdout.contains(&line),
+            "no {line:?} in:\n{}",
+            run.stdout
+        );
+    }
 
     // A host another namespace holds: Stalled HostConflict naming the holder, exit 1 with
     // nothing of the app created.
