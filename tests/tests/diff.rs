@@ -175,6 +175,23 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     );
     let apps_only = diff(&[&apps_file], &[]);
     assert_eq!(apps_only.code, 0, "{}", apps_only.stdout);
+    // --context picks the kubeconfig's context; an unknown one is an error naming it.
+    let kubeconfig: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    let context = kubeconfig["current-context"].as_str().unwrap().to_string();
+    let by_context = diff(&[&apps_file], &["--context", &context]);
+    assert_eq!(
+        by_context.code, 0,
+        "{}{}",
+        by_context.stdout, by_context.stderr
+    );
+    let unknown = diff(&[&apps_file], &["--context", "no-such-context"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stdout);
+    assert!(
+        unknown.stderr.contains("no-such-context"),
+        "{}",
+        unknown.stderr
+    );
 
     // A changed port and a new host: exit 1, each field the operator would write named.
     let mut changed = app(&shop, "web", &net, routes.clone(), 8080);
@@ -347,10 +364,10 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
         requests.len()
     );
     assert!(writes.is_empty(), "the diff wrote: {writes:?}");
-    // 8 runs reached the cluster, 24 lists each (the 3 Gatehouse kinds, Namespaces,
+    // 9 runs reached the cluster, 24 lists each (the 3 Gatehouse kinds, Namespaces,
     // Services, the API server's EndpointSlices and the 18 other child kinds, served or not).
     assert_eq!(verbs, ["list"].into_iter().collect(), "only lists");
-    assert_eq!(requests.len(), 8 * 24, "one list per kind and run");
+    assert_eq!(requests.len(), 9 * 24, "one list per kind and run");
 
     // The operator still has nothing to do: the diff changed nothing.
     wait_condition(
