@@ -29,6 +29,35 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
         output: Format,
     },
+    /// Print what applying the given files would change in the live cluster: each Gatehouse
+    /// object's children created (+), changed (~, with every field the operator would write
+    /// differently) and deleted (-), and the Ready and Stalled conditions it would get.
+    ///
+    /// The files are rendered as by `render`, with the live cluster supplying everything
+    /// else (other apps' host claims, the ClusterNetwork when the files have none,
+    /// Namespaces, Services, the live children); an object in the files replaces the live
+    /// one of the same kind, namespace and name. The files are additive, as with `kubectl
+    /// diff`: a Gatehouse object in the cluster that the files leave out is not shown as
+    /// deleted, and neither are its children. Only reads (LIST calls), never writes.
+    ///
+    /// Exit code: 0 no changes and nothing Stalled; 1 something changes or an object would
+    /// be Stalled (so a pull-request gate sees both); 2 an error (bad input, naming the
+    /// file and field; cluster unreachable; CRDs missing).
+    Diff {
+        /// Files or directories of YAML/JSON documents, as for `render`; `-` reads stdin.
+        /// Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format: `text` (human, colour only on a terminal) or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: crate::diff_cmd::Format,
+        /// Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context (default: its current context).
+        #[arg(long)]
+        context: Option<String>,
+    },
     /// Print the three CRDs as YAML.
     Crd,
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
@@ -73,6 +102,12 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Diff {
+            paths,
+            output,
+            kubeconfig,
+            context,
+        } => ExitCode::from(crate::diff_cmd::run(&paths, output, kubeconfig, context)),
         Command::Crd => {
             print!("{}", crate::crd::crds_yaml());
             ExitCode::SUCCESS

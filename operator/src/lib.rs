@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod crd;
+pub mod diff;
+pub mod diff_cmd;
 pub mod error;
 pub mod http;
 pub mod input;

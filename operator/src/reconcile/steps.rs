@@ -31,10 +31,20 @@ pub fn snapshot<R>(ctx: &Shared, f: impl FnOnce(&render::Context) -> R) -> R {
 /// Children of kinds the cluster does not serve cannot be written: each becomes a stalling
 /// finding naming the kind to install, and the rest go on.
 pub fn servable(children: Vec<Child>, ctx: &Shared, findings: &mut Vec<Finding>) -> Vec<Child> {
+    servable_by(children, |kind| ctx.stores.serves(kind), findings)
+}
+
+/// Pure [`servable`], for any record of the served kinds (the caches, or `gatehouse diff`'s
+/// lists).
+pub fn servable_by(
+    children: Vec<Child>,
+    serves: impl Fn(render::ChildKind) -> bool,
+    findings: &mut Vec<Finding>,
+) -> Vec<Child> {
     children
         .into_iter()
         .filter(|c| {
-            let served = ctx.stores.serves(c.kind);
+            let served = serves(c.kind);
             if !served {
                 findings.push(Finding::stalling(
                     Reason::KindNotInstalled,
