@@ -729,7 +729,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let text: Vec<String> = objects
             .iter()
-            .map(|o| serde_yaml::to_string(o).unwrap())
+            .map(|o| yaml_serde::to_string(o).unwrap())
             .collect();
         let file = dir.join("in.yaml");
         std::fs::write(&file, text.join("---\n")).unwrap();

@@ -55,7 +55,7 @@ fn diff(files: &[&Path], extra: &[&str]) -> Run {
 fn write(dir: &Path, name: &str, objects: &[Value]) -> PathBuf {
     let text: Vec<String> = objects
         .iter()
-        .map(|o| serde_yaml::to_string(o).unwrap())
+        .map(|o| yaml_serde::to_string(o).unwrap())
         .collect();
     let path = dir.join(name);
     std::fs::write(&path, text.join("---\n")).unwrap();
@@ -176,8 +176,8 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     let apps_only = diff(&[&apps_file], &[]);
     assert_eq!(apps_only.code, 0, "{}", apps_only.stdout);
     // --context picks the kubeconfig's context; an unknown one is an error naming it.
-    let kubeconfig: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
+    let kubeconfig: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(kubeconfig_path()).unwrap()).unwrap();
     let context = kubeconfig["current-context"].as_str().unwrap().to_string();
     let by_context = diff(&[&apps_file], &["--context", &context]);
     assert_eq!(
