@@ -240,8 +240,23 @@ fn run(log_json: bool, user_agent: String, options: crate::reconcile::RunOptions
                 return ExitCode::FAILURE;
             }
         };
+        // SIGTERM is what the kubelet sends a pod (and the operator is PID 1 in its
+        // container, which the kernel sends no signal it does not handle): without this the
+        // pod waits out its grace period and is SIGKILLed, never releasing the Lease.
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot handle SIGTERM; stopping on SIGINT only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            tracing::info!("signal received, shutting down");
         };
         match crate::reconcile::run(client, metrics, options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
