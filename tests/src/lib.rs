@@ -366,6 +366,28 @@ pub async fn touch_and_wait(
 }
 
 /// The state directory of the local cluster (hack/cluster-up.sh): next to its kubeconfig.
+/// `kubectl ARGS` on the shared cluster; panics unless it succeeds, returns stdout. With a
+/// private discovery cache: loopback ports get reused across clusters, and a cache from an
+/// earlier cluster without our CRDs would hide them (and their printer columns).
+pub fn kubectl(args: &[&str]) -> String {
+    let cache =
+        std::env::temp_dir().join(format!("gatehouse-kubectl-cache-{}", std::process::id()));
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn cluster_dir() -> PathBuf {
     kubeconfig_path()
         .parent()

@@ -3,13 +3,12 @@
 //! is accepted (core kinds validated for real, third-party kinds by tests/crds), owned
 //! children are garbage-collected, and kubectl works with .cluster/kubeconfig.
 
-use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_operator::render_cmd::render_paths;
 use gatehouse_tests::{
-    api_for, apply, client, eventually, kubeconfig_path, namespace, root, sample_objects,
-    sample_sets, yaml_docs,
+    api_for, apply, client, eventually, kubectl, namespace, root, sample_objects, sample_sets,
+    yaml_docs,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -198,26 +197,6 @@ async fn owned_child_is_garbage_collected_after_its_parent_is_deleted() {
 
 #[test]
 fn kubectl_works_with_the_admin_kubeconfig() {
-    let kubectl = |args: &[&str]| {
-        // A private discovery cache: loopback ports get reused across clusters, and a cache
-        // from an earlier cluster without our CRDs would hide them.
-        let cache =
-            std::env::temp_dir().join(format!("gatehouse-kubectl-cache-{}", std::process::id()));
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig_path())
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     assert!(kubectl(&["get", "namespace", "default", "-o", "name"]).contains("namespace/default"));
     // The category lists all three kinds, and explain shows the field descriptions.
     kubectl(&["get", "gatehouse", "-A"]);

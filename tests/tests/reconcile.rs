@@ -1298,27 +1298,6 @@ async fn a_gateway_tier_gets_routes_and_the_apps_own_listeners_in_the_platforms_
         .await;
 }
 
-/// `kubectl` on the shared cluster, with a private discovery cache (loopback ports get
-/// reused across clusters, and a cache from an earlier one would hide our CRDs' columns).
-fn kubectl(args: &[&str]) -> String {
-    let cache =
-        std::env::temp_dir().join(format!("gatehouse-kubectl-cache-{}", std::process::id()));
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig_path())
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The line of `kubectl describe`'s Events table with this type and reason (the columns
 /// are padded to the widest entry).
 fn event_line<'a>(described: &'a str, type_: &str, reason: &str) -> Option<&'a str> {
