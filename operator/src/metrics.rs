@@ -62,6 +62,9 @@ pub struct Metrics {
 
 const RECENT_WRITES: usize = 256;
 
+/// The kinds the controllers reconcile, as `observe_reconcile` is called with them.
+pub const RECONCILED_KINDS: [&str; 3] = ["ClusterNetwork", "ExposedApp", "EgressPolicy"];
+
 /// Upper bounds (seconds) of the reconcile-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -74,6 +77,14 @@ impl Default for Metrics {
         let reconciles_by_kind = Family::<KindLabels, Counter>::default();
         let errors_by_kind = Family::<ErrorLabels, Counter>::default();
         let durations: Durations = Family::new_with_constructor(duration_histogram);
+        // Every kind's reconcile series exists from the start (at 0), like the verbs': an
+        // empty family is left out of the exposition altogether, and a dashboard's rate()
+        // would have nothing to show before the first reconcile. (Error series need a
+        // reason, so they appear with the first failure.)
+        for kind in RECONCILED_KINDS {
+            let _ = reconciles_by_kind.get_or_create(&KindLabels { kind });
+            let _ = durations.get_or_create(&KindLabels { kind });
+        }
         let requests = Family::<VerbLabels, Counter>::default();
         // Every verb's series exists from the start (at 0), as dashboards expect.
         let verb = |verb| requests.get_or_create(&VerbLabels { verb }).clone();
@@ -293,8 +304,29 @@ gatehouse_api_requests_total{verb="delete"} 0
 gatehouse_children_managed{kind="Service"} 2
 gatehouse_children_managed{kind="NetworkPolicy"} 0
 "#;
+        // The kinds not observed have their series at 0 from the start; checked apart.
+        let idle = |l: &&str| {
+            l.contains(r#"kind="ClusterNetwork""#) || l.contains(r#"kind="EgressPolicy""#)
+        };
+        for kind in ["ClusterNetwork", "EgressPolicy"] {
+            for zero in [
+                format!("gatehouse_reconciles_total{{kind=\"{kind}\"}} 0"),
+                format!("gatehouse_reconcile_duration_seconds_count{{kind=\"{kind}\"}} 0"),
+                format!(
+                    "gatehouse_reconcile_duration_seconds_bucket{{kind=\"{kind}\",le=\"+Inf\"}} 0"
+                ),
+            ] {
+                assert!(text.lines().any(|l| l == zero), "{zero}: {text}");
+            }
+        }
+        assert_eq!(
+            text.lines().filter(idle).count(),
+            2 * (1 + 2 + 11),
+            "{text}"
+        );
         let sorted = |t: &str| {
-            let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+            let mut lines: Vec<String> =
+                t.lines().filter(|l| !idle(l)).map(str::to_string).collect();
             lines.sort();
             lines
         };

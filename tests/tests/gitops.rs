@@ -217,7 +217,15 @@ fn kube_state_metrics_and_grafana_refer_to_real_fields_and_metrics() {
         &std::fs::read_to_string(root().join("config/monitoring/grafana-dashboard.json")).unwrap(),
     )
     .unwrap();
-    let exposed = gatehouse_operator::metrics::Metrics::default().render(&[("Service", 0)]);
+    // What a scrape shows once a reconcile has failed: error series exist only from the
+    // first failure (each needs its reason), the other families from the start.
+    let metrics = gatehouse_operator::metrics::Metrics::default();
+    metrics.observe_reconcile(
+        "ExposedApp",
+        std::time::Duration::from_millis(1),
+        Some("apply"),
+    );
+    let exposed = metrics.render(&[("Service", 0)]);
     // kube-state-metrics names custom-resource metrics kube_customresource_<prefix>_<name>.
     let ksm_names: Vec<String> = resources
         .iter()
