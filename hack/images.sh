@@ -325,6 +325,21 @@ image_args() { # image.json [CMD_JSON]: entrypoint + (CMD_JSON or the image's cm
 
 runc_() { runc --root "$RUNC_ROOT" "$@"; }
 
+# terminate ID SECONDS WHAT: SIGTERM to the container's PID 1, as the kubelet stops a pod;
+# prints the milliseconds until it stopped, or fails after SECONDS naming WHAT.
+terminate() {
+	local id=$1 seconds=$2 what=$3 t0 status
+	t0=$(date +%s%N)
+	runc_ kill "$id" TERM
+	for _ in $(seq $((seconds * 10))); do
+		[ "$(runc_ state "$id" 2>/dev/null | jq -r .status)" = stopped ] && break
+		sleep 0.1
+	done
+	status=$(runc_ state "$id" | jq -r .status)
+	[ "$status" = stopped ] || die "$what: still $status $seconds s after SIGTERM"
+	echo $((($(date +%s%N) - t0) / 1000000))
+}
+
 verify() {
 	command -v runc >/dev/null || die "runc is missing: make runc"
 	local version work id pid out set fails=0 t0 ok
@@ -402,14 +417,9 @@ verify() {
 	[ "$(in_pod curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:3000/healthz)" = 200 ] ||
 		die "backend: /healthz is not 200"
 	log "backend: /healthz 200"
-	t0=$(date +%s%N)
-	runc_ kill "$id" TERM
-	for _ in $(seq 50); do
-		[ "$(runc_ state "$id" 2>/dev/null | jq -r .status)" = stopped ] && break
-		sleep 0.1
-	done
-	[ "$(runc_ state "$id" | jq -r .status)" = stopped ] || die "backend: still running 5 s after SIGTERM"
-	log "backend: exited $((($(date +%s%N) - t0) / 1000000)) ms after SIGTERM (PID 1)"
+	# An assignment, so that a failed terminate stops the script (set -e).
+	t0=$(terminate "$id" 5 backend)
+	log "backend: exited $t0 ms after SIGTERM (PID 1)"
 	runc_ delete "$id"
 	[ "$fails" = 0 ] || die "$fails render(s) failed"
 	log "verified both images"
@@ -425,7 +435,7 @@ verify() {
 verify_run() {
 	local kubeconfig=${1:?usage: images.sh verify-run KUBECONFIG}
 	command -v runc >/dev/null || die "runc is missing: make runc"
-	local version work op id pid port t0 ok status uid gid capeff rootopts net code
+	local version work op id pid port t0 ok uid gid capeff rootopts net code
 	version=$(operator_version)
 	work=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-images-run.XXXXXX")
 	id=gatehouse-verify-$$-run
@@ -475,15 +485,8 @@ verify_run() {
 		die "run: ClusterNetwork $net not Ready: $(tail -20 "$work/run.log")"
 	log "run: reconciled ClusterNetwork $net to Ready"
 	kubectl --kubeconfig "$kubeconfig" delete clusternetwork "$net" >/dev/null
-	t0=$(date +%s%N)
-	runc_ kill "$id" TERM
-	for _ in $(seq 100); do
-		[ "$(runc_ state "$id" 2>/dev/null | jq -r .status)" = stopped ] && break
-		sleep 0.1
-	done
-	status=$(runc_ state "$id" | jq -r .status)
-	[ "$status" = stopped ] || die "run: still $status 10 s after SIGTERM"
-	log "run: exited $((($(date +%s%N) - t0) / 1000000)) ms after SIGTERM"
+	t0=$(terminate "$id" 10 run)
+	log "run: exited $t0 ms after SIGTERM"
 	runc_ delete "$id"
 	log "verified gatehouse run from the image"
 }

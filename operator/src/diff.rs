@@ -328,55 +328,33 @@ pub fn diff(inputs: &Inputs, live: &Live, now: Timestamp) -> Diff {
             owned.entry(o).or_default().push(k.clone());
         }
     }
-    let served = |kind: ChildKind| kind == ChildKind::Service || live.children.contains_key(&kind);
+    let world = World {
+        children: &children,
+        owned: &owned,
+        served: &|kind: ChildKind| kind == ChildKind::Service || live.children.contains_key(&kind),
+        now: &now,
+    };
     let mut out = Diff::default();
     for ((origin, _), n) in inputs.networks.iter().zip(&networks) {
         let rendered = render::validate::cluster_network(n, &ctx)
             .map(|valid| render::cluster_network(&valid, &ctx));
-        let before = live_networks.get(&n.name_any()).map(|l| spec_of(*l));
-        out.objects.push(object_diff(
-            origin,
-            n,
-            spec_of(n),
-            before,
-            rendered,
-            &children,
-            &owned,
-            &served,
-            &now,
-        ));
+        let before = live_networks.get(&n.name_any()).copied();
+        out.objects
+            .push(object_diff(origin, n, before, rendered, &world));
     }
     for ((origin, _), a) in inputs.apps.iter().zip(&apps) {
         let rendered =
             render::validate::exposed_app(a, &ctx).map(|valid| render::exposed_app(&valid, &ctx));
-        let before = live_apps.get(&key_of(a)).map(|l| spec_of(*l));
-        out.objects.push(object_diff(
-            origin,
-            a,
-            spec_of(a),
-            before,
-            rendered,
-            &children,
-            &owned,
-            &served,
-            &now,
-        ));
+        let before = live_apps.get(&key_of(a)).copied();
+        out.objects
+            .push(object_diff(origin, a, before, rendered, &world));
     }
     for ((origin, _), p) in inputs.policies.iter().zip(&policies) {
         let rendered = render::validate::egress_policy(p, &ctx)
             .map(|valid| render::egress_policy(&valid, &ctx));
-        let before = live_policies.get(&key_of(p)).map(|l| spec_of(*l));
-        out.objects.push(object_diff(
-            origin,
-            p,
-            spec_of(p),
-            before,
-            rendered,
-            &children,
-            &owned,
-            &served,
-            &now,
-        ));
+        let before = live_policies.get(&key_of(p)).copied();
+        out.objects
+            .push(object_diff(origin, p, before, rendered, &world));
     }
     out
 }
@@ -388,23 +366,34 @@ fn spec_of<K: Serialize>(obj: &K) -> Value {
     serde_json::json!({"spec": v["spec"]})
 }
 
-#[allow(clippy::too_many_arguments)]
-fn object_diff<K: Resource<DynamicType = ()>>(
+/// What every object's diff reads: the live children, each owner's children, which kinds
+/// the cluster serves, and the time conditions are stamped with.
+struct World<'a> {
+    children: &'a BTreeMap<ChildKey, LiveChild>,
+    owned: &'a BTreeMap<OwnerKey, Vec<ChildKey>>,
+    served: &'a dyn Fn(ChildKind) -> bool,
+    now: &'a Timestamp,
+}
+
+/// One object of the files against its live version (`before`, None when it is new).
+fn object_diff<K: Resource<DynamicType = ()> + Serialize>(
     origin: &Origin,
     obj: &K,
-    spec: Value,
-    live_spec: Option<Value>,
+    before: Option<&K>,
     rendered: Result<render::Rendered, render::Findings>,
-    live: &BTreeMap<ChildKey, LiveChild>,
-    owned: &BTreeMap<OwnerKey, Vec<ChildKey>>,
-    served: &impl Fn(ChildKind) -> bool,
-    now: &Timestamp,
+    world: &World<'_>,
 ) -> ObjectDiff {
+    let World {
+        children: live,
+        owned,
+        served,
+        now,
+    } = world;
     let owner = Owner::of(obj);
-    let object = match &live_spec {
+    let object = match before {
         None => ObjectAction::Create,
         Some(l) => {
-            let fields = field_changes(l, &spec, None);
+            let fields = field_changes(&spec_of(l), &spec_of(obj), None);
             if fields.is_empty() {
                 ObjectAction::Unchanged
             } else {
@@ -466,7 +455,7 @@ fn object_diff<K: Resource<DynamicType = ()>>(
             a.findings = findings;
         }
     }
-    let conditions = status::conditions(&a, obj.meta().generation, &[], &Time(*now))
+    let conditions = status::conditions(&a, obj.meta().generation, &[], &Time(**now))
         .into_iter()
         .filter(|c| c.type_ == condition::READY || c.type_ == condition::STALLED)
         .map(|c| Predicted {

@@ -7,16 +7,8 @@ use std::path::{Path, PathBuf};
 
 use gatehouse_operator::render_cmd::{Format, format, format_listeners, render_paths};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn updating() -> bool {
-    std::env::var_os("GATEHOUSE_UPDATE_GOLDEN").is_some()
-}
+mod common;
+use common::{root, sorted, updating};
 
 /// Renders `input` and compares stdout-equivalent output plus notes with `expected`.
 fn check(input: &Path, expected: &Path) -> Result<(), String> {
@@ -65,13 +57,7 @@ fn check(input: &Path, expected: &Path) -> Result<(), String> {
 }
 
 fn dirs(path: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    v
+    sorted(path, Path::is_dir)
 }
 
 #[test]

@@ -11,26 +11,8 @@ use std::path::{Path, PathBuf};
 use gatehouse_api::labels;
 use gatehouse_operator::render_cmd::render_paths;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn updating() -> bool {
-    std::env::var_os("GATEHOUSE_UPDATE_GOLDEN").is_some()
-}
-
-fn sorted(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| keep(p))
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::{root, sorted, updating};
 
 /// A sample file split into its header comment (as prose) and the rest (as YAML).
 struct SampleFile {

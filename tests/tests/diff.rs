@@ -24,6 +24,19 @@ struct Run {
     stderr: String,
 }
 
+impl Run {
+    /// Each of `lines` appears in the output.
+    fn assert_prints(&self, lines: &[String]) {
+        for line in lines {
+            assert!(
+                self.stdout.contains(line),
+                "no {line:?} in:\n{}",
+                self.stdout
+            );
+        }
+    }
+}
+
 fn diff(files: &[&Path], extra: &[&str]) -> Run {
     let mut cmd = Command::new(operator_binary());
     cmd.arg("diff").arg("--kubeconfig").arg(kubeconfig_path());
@@ -199,7 +212,7 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     let changed_file = write(&dir, "changed.yaml", &[changed]);
     let run = diff(&[&changed_file], &[]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    for line in [
+    run.assert_prints(&[
         format!(
             "ExposedApp {shop}/web ({}): changed\n",
             changed_file.display()
@@ -208,13 +221,7 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
         format!("  ~ Service {shop}/web\n      ~ spec.ports[0].port: 80 -> 8080\n"),
         format!("  ~ Ingress {shop}/web-external\n"),
         "      + spec.rules[1]: {\"host\":\"www-".to_string(),
-    ] {
-        assert!(
-            run.stdout.contains(&line),
-            "no {line:?} in:\n{}",
-            run.stdout
-        );
-    }
+    ]);
     // The same as JSON, for machines.
     let json_run = diff(&[&changed_file], &["-o", "json"]);
     assert_eq!(json_run.code, 1);
@@ -245,20 +252,14 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     let added_file = write(&dir, "added.yaml", &[web.clone(), api]);
     let run = diff(&[&added_file], &[]);
     assert_eq!(run.code, 1);
-    for line in [
+    run.assert_prints(&[
         format!(
             "ExposedApp {shop}/api ({}): created\n",
             added_file.display()
         ),
         format!("  + Service {shop}/api\n"),
         format!("  + Ingress {shop}/api-external\n"),
-    ] {
-        assert!(
-            run.stdout.contains(&line),
-            "no {line:?} in:\n{}",
-            run.stdout
-        );
-    }
+    ]);
 
     // A removed route: the internal tier's Ingress would be pruned.
     let removed = app(
@@ -271,16 +272,10 @@ async fn diff_shows_what_an_apply_would_change_and_never_writes() {
     let removed_file = write(&dir, "removed.yaml", &[removed]);
     let run = diff(&[&removed_file], &[]);
     assert_eq!(run.code, 1);
-    for line in [
+    run.assert_prints(&[
         "    - spec.routes[1]: {".to_string(),
         format!("  - Ingress {shop}/web-internal\n"),
-    ] {
-        assert!(
-            run.stdout.contains(&line),
-            "no {line:?} in:\n{}",
-            run.stdout
-        );
-    }
+    ]);
 
     // A host another namespace holds: Stalled HostConflict naming the holder, exit 1 with
     // nothing of the app created.
